@@ -1,0 +1,143 @@
+"""Clip lists and dataset split files.
+
+A clip list line is ``<Class>/<video> <num_frames> <label>`` (0-based label in classInd order).
+Split files follow the official formats (REFERENCE §2):
+
+- UCF-101: ``classInd.txt`` (``1 ApplyEyeMakeup``), ``trainlist0N.txt`` (``Class/v_x.avi 1``),
+  ``testlist0N.txt`` (``Class/v_x.avi``); Windows line endings. The class is taken from the
+  folder part of the path because one folder (HandstandPushups) disagrees with its file names
+  (HandStandPushups).
+- HMDB-51: one file per class and split, ``<class>_test_split<N>.txt`` with lines
+  ``video.avi 0|1|2`` (1 = train, 2 = test, 0 = unused).
+"""
+import os
+import re
+from typing import NamedTuple
+
+
+class ListEntry(NamedTuple):
+    video: str        # "<Class>/<video>" (no extension)
+    num_frames: int
+    label: int
+
+
+class DataError(ValueError):
+    """Bad dataset input; the message names the file (and line) and what to do."""
+
+
+def _lines(path):
+    """(line_number, stripped_text) for non-blank lines; tolerant of CRLF and a BOM."""
+    try:
+        with open(path, "r", encoding="utf-8-sig", newline=None) as f:
+            text = f.read()
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror}") from e
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if line:
+            yield number, line
+
+
+def read_list(path):
+    """Parse a clip list into ListEntry items."""
+    entries = []
+    for number, line in _lines(path):
+        parts = line.split()
+        if len(parts) != 3:
+            raise DataError(f"{path}:{number}: expected '<Class>/<video> <num_frames> <label>', "
+                            f"got {line!r}")
+        try:
+            num_frames, label = int(parts[1]), int(parts[2])
+        except ValueError:
+            raise DataError(f"{path}:{number}: num_frames and label must be integers: {line!r}")
+        if num_frames < 1 or label < 0:
+            raise DataError(f"{path}:{number}: num_frames must be >= 1 and label >= 0: {line!r}")
+        if "/" not in parts[0]:
+            raise DataError(f"{path}:{number}: video must be '<Class>/<video>': {parts[0]!r}")
+        entries.append(ListEntry(parts[0], num_frames, label))
+    if not entries:
+        raise DataError(f"{path}: the list is empty")
+    return entries
+
+
+def write_text_atomic(path, text):
+    """Write text to a temporary name in the same directory, then rename over ``path``."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_list(path, entries):
+    write_text_atomic(path, "".join(f"{e.video} {e.num_frames} {e.label}\n" for e in entries))
+
+
+def read_class_ind(path):
+    """classInd.txt -> class names in index order (index 1 first)."""
+    by_index = {}
+    for number, line in _lines(path):
+        parts = line.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise DataError(f"{path}:{number}: expected '<index> <ClassName>', got {line!r}")
+        by_index[int(parts[0])] = parts[1]
+    if sorted(by_index) != list(range(1, len(by_index) + 1)):
+        raise DataError(f"{path}: class indices must be 1..N without gaps")
+    return [by_index[i] for i in range(1, len(by_index) + 1)]
+
+
+def split_video_name(path):
+    """'Class/v_x.avi' -> ('Class', 'v_x'): class from the folder part, extension dropped."""
+    path = path.replace("\\", "/")
+    folder, _, filename = path.rpartition("/")
+    return folder.split("/")[-1] if folder else "", os.path.splitext(filename)[0]
+
+
+def read_ucf_split(path, class_names):
+    """A UCF-101 train/test list -> [(class_name, video_name)]; every class must be known."""
+    known = set(class_names)
+    videos = []
+    for number, line in _lines(path):
+        class_name, video = split_video_name(line.split()[0])
+        if not class_name:
+            raise DataError(f"{path}:{number}: expected '<Class>/<video>.avi', got {line!r}")
+        if class_name not in known:
+            raise DataError(f"{path}:{number}: class {class_name!r} is not in classInd.txt; "
+                            f"fix the split file or classInd.txt")
+        videos.append((class_name, video))
+    return videos
+
+
+_HMDB_FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<split>[123])\.txt$")
+
+
+def read_hmdb_splits(split_dir, split):
+    """HMDB-51 split files -> (class_names sorted, train [(cls, video)], test [(cls, video)])."""
+    names = sorted(os.listdir(split_dir))
+    per_class = {}
+    for name in names:
+        m = _HMDB_FILE.match(name)
+        if m and int(m.group("split")) == split:
+            per_class[m.group("cls")] = os.path.join(split_dir, name)
+    if not per_class:
+        raise DataError(f"{split_dir}: no '<class>_test_split{split}.txt' files found")
+    train, test = [], []
+    for class_name in sorted(per_class):
+        path = per_class[class_name]
+        for number, line in _lines(path):
+            parts = line.split()
+            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+                raise DataError(f"{path}:{number}: expected '<video>.avi 0|1|2', got {line!r}")
+            video = os.path.splitext(parts[0])[0]
+            if parts[1] == "1":
+                train.append((class_name, video))
+            elif parts[1] == "2":
+                test.append((class_name, video))
+    return sorted(per_class), train, test
+
+
+def ucf_split_files(split_dir, split):
+    return (os.path.join(split_dir, "classInd.txt"),
+            os.path.join(split_dir, f"trainlist0{split}.txt"),
+            os.path.join(split_dir, f"testlist0{split}.txt"))

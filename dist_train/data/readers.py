@@ -1,0 +1,156 @@
+"""Clip readers: frame folders (JPEG) and raw videos (OpenCV).
+
+Both return the requested 0-based frame indices as one uint8 RGB array ``[T, H, W, 3]``;
+repeated indices (loop padding) are decoded once. A frame or video that cannot be read raises
+``BadSampleError`` naming the path. Raw videos are decoded sequentially and the decoded frames
+are counted: the container's frame count is never trusted (it can be wrong or garbage).
+"""
+import os
+import re
+import string
+
+import cv2
+import numpy as np
+
+DEFAULT_FRAME_TEMPLATE = "img_{:05d}.jpg"
+
+
+class BadSampleError(RuntimeError):
+    """A frame or video could not be read; ``path`` names the file."""
+
+    def __init__(self, path, reason):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+
+
+def frame_name_regex(template):
+    """'img_{:05d}.jpg' -> regex matching names made by the template, capturing the number."""
+    fields = [(literal, field) for literal, field, _, _ in string.Formatter().parse(template)]
+    if len([f for _, f in fields if f is not None]) != 1:
+        raise ValueError(f"data.frame_template {template!r} must have exactly one '{{}}' field")
+    prefix = fields[0][0]
+    suffix = "".join(literal for literal, _ in fields[1:])
+    return re.compile("^" + re.escape(prefix) + r"(\d+)" + re.escape(suffix) + "$")
+
+
+def scan_frame_numbers(folder, template=DEFAULT_FRAME_TEMPLATE):
+    """Sorted 1-based frame numbers present in ``folder`` (files matching the template)."""
+    pattern = frame_name_regex(template)
+    numbers = []
+    for name in os.listdir(folder):
+        m = pattern.match(name)
+        if m and template.format(int(m.group(1))) == name:
+            numbers.append(int(m.group(1)))
+    return sorted(numbers)
+
+
+def read_rgb_image(path):
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        reason = "missing" if not os.path.exists(path) else "unreadable or empty image"
+        raise BadSampleError(path, reason)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _stack(frames_by_index, indices, path):
+    shapes = {f.shape for f in frames_by_index.values()}
+    if len(shapes) != 1:
+        raise BadSampleError(path, f"frames of different sizes {sorted(shapes)}")
+    return np.stack([frames_by_index[i] for i in indices])
+
+
+class FrameFolderReader:
+    """Frames at ``<root>/<Class>/<video>/<template.format(index + 1)>``."""
+
+    def __init__(self, root, template=DEFAULT_FRAME_TEMPLATE):
+        self.root = root
+        self.template = template
+        frame_name_regex(template)  # validate early
+
+    def frame_path(self, video, index):
+        return os.path.join(self.root, video, self.template.format(index + 1))
+
+    def read(self, video, indices):
+        frames = {i: read_rgb_image(self.frame_path(video, i)) for i in sorted(set(indices))}
+        return _stack(frames, indices, os.path.join(self.root, video))
+
+
+def open_video(path):
+    if not os.path.isfile(path):
+        raise BadSampleError(path, "missing video file")
+    if os.path.getsize(path) == 0:
+        raise BadSampleError(path, "empty (zero-byte) video file")
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        capture.release()
+        raise BadSampleError(path, "OpenCV cannot open the video")
+    return capture
+
+
+def decode_video(path):
+    """All decodable frames of a video as uint8 RGB [N, H, W, 3] (N counted, not declared)."""
+    capture = open_video(path)
+    frames = []
+    try:
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    finally:
+        capture.release()
+    if not frames:
+        raise BadSampleError(path, "no decodable frames")
+    return np.stack(frames)
+
+
+def declared_frame_count(path):
+    """The container's claimed frame count (may be wrong; used only to detect damage)."""
+    capture = open_video(path)
+    try:
+        return capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    finally:
+        capture.release()
+
+
+def count_decoded_frames(path):
+    capture = open_video(path)
+    count = 0
+    try:
+        while capture.grab():
+            count += 1
+    finally:
+        capture.release()
+    return count
+
+
+class VideoReader:
+    """Raw videos at ``<root>/<Class>/<video><ext>``, decoded sequentially from frame 0."""
+
+    def __init__(self, root, ext=".avi"):
+        self.root = root
+        self.ext = ext
+
+    def video_path(self, video):
+        return os.path.join(self.root, video + self.ext)
+
+    def read(self, video, indices):
+        path = self.video_path(video)
+        wanted = set(indices)
+        last = max(wanted)
+        capture = open_video(path)
+        frames = {}
+        try:
+            for i in range(last + 1):
+                # grab() skips decoding to RGB for frames we do not need.
+                if not capture.grab():
+                    raise BadSampleError(path, f"only {i} frames decode, frame {last + 1} needed "
+                                               f"(the list's frame count is too large?)")
+                if i in wanted:
+                    ok, bgr = capture.retrieve()
+                    if not ok:
+                        raise BadSampleError(path, f"frame {i + 1} does not decode")
+                    frames[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        finally:
+            capture.release()
+        return _stack(frames, indices, path)
