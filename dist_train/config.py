@@ -303,3 +303,16 @@ def diff_configs(old: Config, new: Config) -> list[str]:
         if a.get(key) != b.get(key):
             lines.append(f"  {key}: {a.get(key)!r} -> {b.get(key)!r}")
     return lines
+
+
+def markdown_reference() -> str:
+    """The README's config reference table, generated from SCHEMA (a test keeps them equal)."""
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for key, spec in SCHEMA.items():
+        type_text = spec.type + (" or null" if spec.nullable else "")
+        if spec.choices:
+            type_text += ": " + " \\| ".join(str(c) for c in spec.choices)
+        default = "null" if spec.default is None else yaml.safe_dump(spec.default, default_flow_style=True).strip()
+        default = default.removesuffix("\n...").strip()
+        rows.append(f"| `{key}` | {type_text} | `{default}` | {spec.help} |")
+    return "\n".join(rows) + "\n"
