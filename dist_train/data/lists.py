@@ -141,3 +141,63 @@ def ucf_split_files(split_dir, split):
     return (os.path.join(split_dir, "classInd.txt"),
             os.path.join(split_dir, f"trainlist0{split}.txt"),
             os.path.join(split_dir, f"testlist0{split}.txt"))
+
+
+def count_video_frames(frames_root, video, template):
+    """Frames of '<Class>/<video>' on disk -> (num_frames, problem or None).
+
+    num_frames is the highest frame number; a problem is 'missing' (no folder or no frames)
+    or a description of the gaps in the numbering.
+    """
+    from .readers import scan_frame_numbers  # readers does not import lists: no cycle
+
+    folder = os.path.join(frames_root, video)
+    if not os.path.isdir(folder):
+        return 0, "missing"
+    numbers = scan_frame_numbers(folder, template)
+    if not numbers:
+        return 0, "missing"
+    if numbers != list(range(1, numbers[-1] + 1)):
+        absent = sorted(set(range(1, numbers[-1] + 1)) - set(numbers))
+        shown = ", ".join(template.format(n) for n in absent[:5])
+        return numbers[-1], f"{len(absent)} frame(s) missing in the numbering: {shown}"
+    return numbers[-1], None
+
+
+def build_split_lists(frames_root, split_dir, split, dataset="ucf101",
+                      template="img_{:05d}.jpg", allow_missing=False):
+    """Clip lists of one official split -> (train entries, val entries, class names, problems).
+
+    UCF-101 has no validation split: the test list serves as validation (as in the paper).
+    A video without frames on disk (or with gaps in its frame numbering) is an error naming it;
+    with ``allow_missing`` it is left out and listed in ``problems``.
+    """
+    if dataset == "ucf101":
+        class_ind, train_file, test_file = ucf_split_files(split_dir, split)
+        classes = read_class_ind(class_ind)
+        train, test = read_ucf_split(train_file, classes), read_ucf_split(test_file, classes)
+    elif dataset == "hmdb51":
+        classes, train, test = read_hmdb_splits(split_dir, split)
+    else:
+        raise DataError(f"unknown dataset {dataset!r}: use ucf101 or hmdb51")
+    label_of = {name: i for i, name in enumerate(classes)}
+    problems, lists = [], []
+    for videos in (train, test):
+        entries = []
+        for class_name, video in videos:
+            path = f"{class_name}/{video}"
+            num_frames, problem = count_video_frames(frames_root, path, template)
+            if problem:
+                problems.append(f"{os.path.join(frames_root, path)}: {problem}")
+            else:
+                entries.append(ListEntry(path, num_frames, label_of[class_name]))
+        lists.append(entries)
+    if problems and not allow_missing:
+        shown = "\n  ".join(problems[:20])
+        raise DataError(f"{len(problems)} video(s) of split {split} have no usable frames under "
+                        f"{frames_root} (extract them, or pass --allow-missing):\n  {shown}")
+    return lists[0], lists[1], classes, problems
+
+
+def list_file_names(dataset, split):
+    return f"{dataset}_train_split{split}.txt", f"{dataset}_val_split{split}.txt"

@@ -1,0 +1,154 @@
+"""Frame extraction: ``<src>/<Class>/<video><ext>`` -> ``<dst>/<Class>/<video>/img_00001.jpg``.
+
+- Frames are decoded with OpenCV and counted; JPEGs hold the RGB content (written via BGR as
+  OpenCV expects), optionally resized to a given short side.
+- Atomic per video: frames go to ``<video>.tmp-<pid>`` and the folder is renamed when complete,
+  so an existing ``<video>`` folder is always complete and re-runs skip it (resumable).
+- A video is failed (and listed in ``<dst>/extract_report.json``) when it is missing, empty,
+  cannot be opened, decodes no frame, declares a non-positive frame count (garbage header), or
+  decodes fewer frames than the container declares (truncated; ``max_missing_frames`` allows a
+  small shortfall). The other videos still finish.
+"""
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+
+import cv2
+
+from .lists import write_text_atomic
+from .readers import DEFAULT_FRAME_TEMPLATE, BadSampleError, open_video
+
+
+def find_videos(src_root, ext=".avi"):
+    """Sorted '<Class>/<video>' names (extension dropped) of the videos under src_root."""
+    videos = []
+    for class_name in sorted(os.listdir(src_root)):
+        folder = os.path.join(src_root, class_name)
+        if os.path.isdir(folder):
+            videos.extend(f"{class_name}/{name[:-len(ext)]}" for name in sorted(os.listdir(folder))
+                          if name.endswith(ext))
+    return videos
+
+
+def _remove_stale_temps(dst_dir):
+    parent, base = os.path.split(dst_dir)
+    if os.path.isdir(parent):
+        for name in os.listdir(parent):
+            if name.startswith(base + ".tmp-"):
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def _resize_short_side(bgr, short_side):
+    height, width = bgr.shape[:2]
+    if not short_side or min(height, width) == short_side:
+        return bgr
+    f = short_side / min(height, width)
+    size = (max(short_side, round(width * f)), max(short_side, round(height * f)))
+    return cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+
+
+def extract_video(src_path, dst_dir, template=DEFAULT_FRAME_TEMPLATE, short_side=None,
+                  max_missing_frames=0, jpeg_quality=95):
+    """Extract one video atomically; return the number of frames written.
+
+    Raises BadSampleError naming ``src_path`` when the video is damaged (see module doc).
+    """
+    _remove_stale_temps(dst_dir)
+    capture = open_video(src_path)
+    tmp = f"{dst_dir}.tmp-{os.getpid()}"
+    os.makedirs(tmp)
+    count = 0
+    try:
+        declared = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        if not math.isfinite(declared) or declared <= 0:
+            raise BadSampleError(src_path, f"garbage header: container declares {declared} frames")
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            count += 1
+            name = os.path.join(tmp, template.format(count))
+            if not cv2.imwrite(name, _resize_short_side(bgr, short_side),
+                               [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]):
+                raise BadSampleError(src_path, f"cannot write {name}")
+        if count == 0:
+            raise BadSampleError(src_path, "no decodable frames")
+        if count < declared - max_missing_frames:
+            raise BadSampleError(src_path, f"truncated: container declares {int(declared)} "
+                                           f"frames, only {count} decode")
+        os.replace(tmp, dst_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        capture.release()
+    return count
+
+
+def _extract_task(args):
+    video, src_path, dst_dir, template, short_side, max_missing = args
+    cv2.setNumThreads(1)  # parallelism comes from the worker processes
+    try:
+        return video, extract_video(src_path, dst_dir, template, short_side, max_missing), None
+    except (BadSampleError, OSError, cv2.error) as error:
+        return video, 0, str(error)
+
+
+class Progress:
+    """A one-line text progress bar on a stream (updated at most every 0.2 s)."""
+
+    def __init__(self, total, stream=None, label=""):
+        self.total, self.done, self.failed = total, 0, 0
+        self.stream = stream if stream is not None else sys.stderr
+        self.label, self._last, self._start = label, 0.0, time.time()
+
+    def update(self, failed=False):
+        self.done += 1
+        self.failed += bool(failed)
+        now = time.time()
+        if now - self._last > 0.2 or self.done == self.total:
+            self._last = now
+            width = 30
+            filled = width * self.done // max(self.total, 1)
+            self.stream.write(f"\r{self.label}[{'#' * filled}{'.' * (width - filled)}] "
+                              f"{self.done}/{self.total} failed {self.failed} "
+                              f"{now - self._start:.0f}s")
+            if self.done == self.total:
+                self.stream.write("\n")
+            self.stream.flush()
+
+
+def extract_all(src_root, dst_root, workers=1, short_side=None, template=DEFAULT_FRAME_TEMPLATE,
+                ext=".avi", max_missing_frames=0, progress_stream=None):
+    """Extract every video under src_root; write and return the report dict."""
+    videos = find_videos(src_root, ext)
+    if not videos:
+        raise FileNotFoundError(f"no '*{ext}' videos in class folders under {src_root}")
+    todo, skipped = [], 0
+    for video in videos:
+        dst_dir = os.path.join(dst_root, video)
+        if os.path.isdir(dst_dir):
+            skipped += 1
+        else:
+            todo.append((video, os.path.join(src_root, video + ext), dst_dir, template,
+                         short_side, max_missing_frames))
+    progress = Progress(len(todo), progress_stream, "extract ")
+    frames, failed = {}, []
+    if todo:
+        with multiprocessing.get_context("fork").Pool(max(1, workers)) as pool:
+            for video, count, error in pool.imap_unordered(_extract_task, todo):
+                if error:
+                    failed.append({"video": video, "error": error})
+                else:
+                    frames[video] = count
+                progress.update(failed=bool(error))
+    report = {"source": os.path.abspath(src_root), "total": len(videos),
+              "extracted": len(frames), "skipped_complete": skipped,
+              "failed_count": len(failed), "failed": sorted(failed, key=lambda f: f["video"]),
+              "frames": dict(sorted(frames.items()))}
+    write_text_atomic(os.path.join(dst_root, "extract_report.json"), json.dumps(report, indent=1))
+    return report
