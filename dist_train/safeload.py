@@ -17,7 +17,10 @@ ALLOWED_GLOBALS = {
     ("collections", "OrderedDict"),
     ("builtins", "dict"), ("builtins", "list"), ("builtins", "tuple"), ("builtins", "set"),
     ("builtins", "frozenset"), ("builtins", "bytearray"), ("builtins", "complex"),
+    ("_codecs", "encode"),  # how protocol 2 spells bytes (numpy array data)
 }
+# Python 2 module names that protocol <= 2 pickles use for the same globals.
+PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 # paddle.save's bookkeeping: parameter names of the saving program, not weights.
 PADDLE_NAME_TABLE_KEY = "StructuredToParameterName@@"
 
@@ -32,6 +35,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self.path = path
 
     def find_class(self, module, name):
+        module = PY2_MODULES.get(module, module)
         if (module, name) not in ALLOWED_GLOBALS:
             raise UnsafeFileError(
                 f"{self.path}: refused to load global '{module}.{name}'. Only numpy arrays, "
@@ -42,6 +46,19 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def persistent_load(self, pid):
         raise UnsafeFileError(f"{self.path}: persistent references ({pid!r}) are not accepted "
                               "(a PyTorch file? use data_tools/convert_pretrained.py)")
+
+
+def _restore_tensors(value):
+    """paddle.save stores a tensor inside a non-state-dict object as ``(name, ndarray)``;
+    paddle.load turns such pairs back into tensors, here into the arrays."""
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str) \
+            and isinstance(value[1], np.ndarray):
+        return value[1]
+    if isinstance(value, dict):
+        return type(value)((k, _restore_tensors(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(_restore_tensors(v) for v in value)
+    return value
 
 
 def _check_values(value, path, where="root"):
@@ -59,7 +76,8 @@ def restricted_load(path):
     """Load a ``paddle.save`` file (e.g. ``.pdparams``) without running code from it.
 
     Returns the saved object with numpy arrays for tensors (dicts, lists, numbers, strings
-    as saved); Paddle's internal parameter-name table is dropped. Raises ``UnsafeFileError``
+    as saved; a ``(name, array)`` pair, Paddle's form of a tensor inside a general object,
+    becomes the array); Paddle's internal parameter-name table is dropped. Raises ``UnsafeFileError``
     naming the file and the refused global for anything else.
     """
     path = str(path)
@@ -71,6 +89,7 @@ def restricted_load(path):
         except Exception as exc:  # truncated or non-pickle files: say which file
             raise pickle.UnpicklingError(f"{path}: not a readable paddle.save file ({exc})") from exc
     _check_values(obj, path)
+    obj = _restore_tensors(obj)
     if isinstance(obj, dict):
         obj.pop(PADDLE_NAME_TABLE_KEY, None)
     return obj

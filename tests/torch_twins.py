@@ -1,0 +1,157 @@
+"""PyTorch twins of the reference 3D ResNets (module names as 3D-ResNets-PyTorch) for the
+converter's equivalence tests, plus saving in the layouts of the released checkpoints."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def conv3d(cin, cout, k, stride=1, padding=0, groups=1):
+    return nn.Conv3d(cin, cout, k, stride=stride, padding=padding, groups=groups, bias=False)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = conv3d(inplanes, planes, 3, stride, 1)
+        self.bn1 = nn.BatchNorm3d(planes)
+        self.conv2 = conv3d(planes, planes, 3, 1, 1)
+        self.bn2 = nn.BatchNorm3d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        residual = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + residual)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = conv3d(inplanes, planes, 1)
+        self.bn1 = nn.BatchNorm3d(planes)
+        self.conv2 = conv3d(planes, planes, 3, stride, 1)
+        self.bn2 = nn.BatchNorm3d(planes)
+        self.conv3 = conv3d(planes, planes * 4, 1)
+        self.bn3 = nn.BatchNorm3d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        residual = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + residual)
+
+
+class ResNeXtBottleneck(Bottleneck):
+    expansion = 2
+
+    def __init__(self, inplanes, planes, cardinality, stride=1, downsample=None):
+        nn.Module.__init__(self)
+        mid = cardinality * int(planes / 32)
+        self.conv1 = conv3d(inplanes, mid, 1)
+        self.bn1 = nn.BatchNorm3d(mid)
+        self.conv2 = conv3d(mid, mid, 3, stride, 1, groups=cardinality)
+        self.bn2 = nn.BatchNorm3d(mid)
+        self.conv3 = conv3d(mid, planes * 2, 1)
+        self.bn3 = nn.BatchNorm3d(planes * 2)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+
+def downsample_basic_block(x, planes, stride):
+    out = F.avg_pool3d(x, kernel_size=1, stride=stride)
+    pads = torch.zeros(out.size(0), planes - out.size(1), *out.shape[2:], dtype=out.dtype)
+    return torch.cat([out.data, pads], dim=1)
+
+
+class ZeroPad(nn.Module):
+    """Holds no state, like the reference's functools.partial."""
+
+    def __init__(self, planes, stride):
+        super().__init__()
+        self.planes, self.stride = planes, stride
+
+    def forward(self, x):
+        return downsample_basic_block(x, self.planes, self.stride)
+
+
+class ResNet(nn.Module):
+    def __init__(self, block, layers, shortcut_type="B", num_classes=400,
+                 planes=(64, 128, 256, 512), cardinality=None):
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv3d(3, 64, kernel_size=7, stride=(1, 2, 2), padding=(3, 3, 3),
+                               bias=False)
+        self.bn1 = nn.BatchNorm3d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
+        extra = () if cardinality is None else (cardinality,)
+        for i, (p, n) in enumerate(zip(planes, layers)):
+            setattr(self, f"layer{i + 1}", self._make_layer(block, p, n, shortcut_type,
+                                                            1 if i == 0 else 2, extra))
+        self.avgpool = nn.AdaptiveAvgPool3d(1)
+        self.fc = nn.Linear(planes[3] * block.expansion, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv3d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def _make_layer(self, block, planes, blocks, shortcut_type, stride, extra):
+        downsample = None
+        out = planes * block.expansion
+        if stride != 1 or self.inplanes != out:
+            downsample = (ZeroPad(out, stride) if shortcut_type == "A" else nn.Sequential(
+                conv3d(self.inplanes, out, 1, stride), nn.BatchNorm3d(out)))
+        layers = [block(self.inplanes, planes, *extra, stride, downsample)]
+        self.inplanes = out
+        layers += [block(self.inplanes, planes, *extra) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def twin(name, shortcut="B", num_classes=400):
+    if name == "resnet-18":
+        return ResNet(BasicBlock, [2, 2, 2, 2], shortcut, num_classes)
+    if name == "resnet-50":
+        return ResNet(Bottleneck, [3, 4, 6, 3], shortcut, num_classes)
+    if name == "resnext-101":
+        return ResNet(ResNeXtBottleneck, [3, 4, 23, 3], shortcut, num_classes,
+                      (128, 256, 512, 1024), cardinality=32)
+    raise ValueError(name)
+
+
+def randomize_batch_norm(model, seed=0):
+    """Random running statistics and affine parameters, so conversion errors show."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm3d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
+                m.weight.copy_(torch.rand(c, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.2)
+                m.num_batches_tracked.fill_(1234)
+    return model
+
+
+def save_like_released(model, path, prefix="", num_batches_tracked=True, legacy=False,
+                       arch="resnet-18"):
+    """{epoch, arch, state_dict, optimizer} with key prefixes as the released files."""
+    state = {prefix + k: v for k, v in model.state_dict().items()
+             if num_batches_tracked or not k.endswith("num_batches_tracked")}
+    checkpoint = {"epoch": 200, "arch": arch, "state_dict": state,
+                  "optimizer": {"state": {}, "param_groups": [{"lr": 0.1, "momentum": 0.9,
+                                                                "params": [0, 1, 2]}]}}
+    torch.save(checkpoint, str(path), _use_new_zipfile_serialization=not legacy)
