@@ -1,6 +1,8 @@
 import os
 
 import pytest
+
+pytestmark = pytest.mark.paddle2
 import yaml
 
 from dist_train import config as C

@@ -4,6 +4,8 @@ import os
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.paddle2
+
 from dist_train import dist
 from helpers import launch
 
