@@ -1,0 +1,75 @@
+"""Sync BN: the CPU twin equals Paddle's BN on one rank, and 2 ranks x 4 equal 1 rank x 8."""
+import os
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+import pytest
+
+from dist_train import sync_bn
+from helpers import launch, run_cli
+
+
+@pytest.mark.parametrize("data_format", ["NCDHW", "NDHWC"])
+def test_cpu_twin_matches_paddle_batchnorm_on_one_rank(data_format):
+    paddle.seed(1)
+    plain = nn.BatchNorm3D(4, momentum=0.9, data_format=data_format)
+    twin = nn.BatchNorm3D(4, momentum=0.9, data_format=data_format)
+    twin.set_state_dict(plain.state_dict())
+    twin = sync_bn.CpuSyncBatchNorm(twin)
+    shape = [3, 4, 2, 5, 5] if data_format == "NCDHW" else [3, 2, 5, 5, 4]
+    x_np = np.random.default_rng(0).normal(1.5, 2.0, shape).astype(np.float32)
+    weights = paddle.to_tensor(np.random.default_rng(1).normal(size=shape).astype(np.float32))
+    results = []
+    for layer in (plain, twin):
+        layer.train()
+        x = paddle.to_tensor(x_np, stop_gradient=False)
+        for _ in range(2):  # two updates of the running statistics
+            y = layer(x)
+        (y * weights).sum().backward()
+        results.append((y.numpy(), x.grad.numpy(), layer.weight.grad.numpy(),
+                        layer.bias.grad.numpy(), layer._mean.numpy(), layer._variance.numpy()))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    # Paddle's convention: biased batch variance in the running statistics.
+    axes = tuple(i for i in range(5) if i != (1 if data_format == "NCDHW" else 4))
+    expected_var = 0.9 * (0.9 * 1.0 + 0.1 * x_np.var(axis=axes)) + 0.1 * x_np.var(axis=axes)
+    np.testing.assert_allclose(results[1][5], expected_var, rtol=1e-5)
+    twin.eval(), plain.eval()
+    np.testing.assert_allclose(twin(paddle.to_tensor(x_np)).numpy(),
+                               plain(paddle.to_tensor(x_np)).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_conversion_keeps_state_dict_keys_and_reverts():
+    from dist_train.models import build_model
+    paddle.seed(0)
+    net = build_model("resnet-10", 5, width_mult=0.125)
+    keys = list(net.state_dict())
+    converted, kind = sync_bn.convert_sync_batchnorm(net, world_size=2, on_gpu=False)
+    assert kind == "cpu" and sync_bn.count_sync_layers(converted) > 0
+    assert list(converted.state_dict()) == keys
+    plain = sync_bn.revert_sync_batchnorm(converted)
+    assert sync_bn.count_sync_layers(plain) == 0 and list(plain.state_dict()) == keys
+    same, kind = sync_bn.convert_sync_batchnorm(plain, world_size=1, on_gpu=False)
+    assert kind == "plain" and sync_bn.count_sync_layers(same) == 0
+
+
+def test_two_ranks_match_one_rank_with_the_whole_batch(tmp_path):
+    out = str(tmp_path)
+    run_cli(["tests/sync_bn_probe.py", out, "sync"])
+    launch(["tests/sync_bn_probe.py", out, "sync"], str(tmp_path / "log_sync"))
+    launch(["tests/sync_bn_probe.py", out, "plain"], str(tmp_path / "log_plain"))
+    one = np.load(os.path.join(out, "rank0_of1_sync.npz"))
+    ranks = [np.load(os.path.join(out, f"rank{r}_of2_sync.npz")) for r in (0, 1)]
+    plain = np.load(os.path.join(out, "rank0_of2_plain.npz"))
+    assert int(ranks[0]["sync_layers"]) == 2 and int(plain["sync_layers"]) == 0
+    compared = [k for k in one.files if k != "sync_layers"]
+    assert {"outputs", "loss", "grad/1.weight", "state/1._mean", "state/1._variance",
+            "state/4._variance", "state/0.weight", "state/8.weight"} <= set(compared)
+    for key in compared:
+        for r in (0, 1):
+            np.testing.assert_allclose(ranks[r][key], one[key], rtol=1e-5, atol=1e-5,
+                                       err_msg=f"{key} rank {r}")
+    # Negative control: per-rank BN on shards with different statistics is visibly off.
+    for key in ("outputs", "loss", "grad/0.weight", "state/1._mean", "state/0.weight"):
+        assert np.abs(plain[key] - one[key]).max() > 1e-3, key
