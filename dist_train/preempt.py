@@ -1,0 +1,141 @@
+"""Preemption: turn SIGTERM/SIGINT into a flag the training loop polls, and keep DataLoader
+workers alive until their trainer is done with them.
+
+Why: under ``paddle.distributed.launch`` a SIGTERM reaches every process of a trainer's
+process group; DataLoader workers die first and the trainer crashes ("DataLoader process
+killed") before it can save, and the launcher SIGKILLs what is left about 30 s later. A
+``kill -9`` of a trainer, on the other hand, left its workers alive for over 40 s.
+
+The trainer's part:
+
+1. ``install_handlers()`` once in the main thread, before building the DataLoader.
+2. ``DataLoader(..., worker_init_fn=worker_init_fn)`` (or ``make_worker_init_fn(own_fn)``):
+   workers ignore SIGTERM/SIGINT and die when their parent dies (prctl PR_SET_PDEATHSIG on
+   Linux, plus a parent-pid watchdog thread everywhere).
+3. After every optimizer step: ``if agree_to_stop(): save, shut the loader down,
+   sys.exit(PREEMPTED_EXIT_CODE)``. ``agree_to_stop`` is a collective (one tiny all-reduce):
+   all ranks stop after the same step, and every rank calls the checkpoint save.
+
+``PREEMPTED_EXIT_CODE`` (75, EX_TEMPFAIL from sysexits.h) means "stopped on a signal, a
+checkpoint was saved": launch.sh does not restart after it.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+import threading
+import time
+
+from . import dist
+from .logs import get_logger
+
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: temporary failure, resume later
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+PR_SET_PDEATHSIG = 1
+WATCHDOG_POLL_S = 1.0
+
+_state = {"signal": None, "installed": False}
+
+
+def _on_signal(signum, frame):
+    if signum == signal.SIGINT and _state["signal"] == signal.SIGINT:
+        raise KeyboardInterrupt  # a second Ctrl-C: the user does not want to wait for the save
+    _state["signal"] = signum
+    # No logging here: a handler may interrupt the logging module while it holds its lock.
+    os.write(2, f"[dist_train] received {signal.Signals(signum).name}: will save a checkpoint "
+                "after the current step and exit\n".encode())
+
+
+def install_handlers(signals=STOP_SIGNALS) -> None:
+    """Make SIGTERM/SIGINT set the stop flag instead of killing the process (main thread only)."""
+    for signum in signals:
+        signal.signal(signum, _on_signal)
+    _state["installed"] = True
+
+
+def stop_requested() -> bool:
+    """True once this process received a stop signal (local: see agree_to_stop for all ranks)."""
+    return _state["signal"] is not None
+
+
+def requested_signal() -> int | None:
+    return _state["signal"]
+
+
+def request_stop(signum: int = signal.SIGTERM) -> None:
+    """Set the flag as a signal would (used by test hooks and by max-steps style stops)."""
+    _state["signal"] = signum
+
+
+def reset() -> None:
+    _state["signal"] = None
+
+
+def agree_to_stop() -> bool:
+    """COLLECTIVE: True on every rank when any rank was asked to stop."""
+    local = 1.0 if stop_requested() else 0.0
+    agreed = dist.all_reduce_max(local) > 0
+    if agreed and not stop_requested():
+        get_logger().info("another rank received a stop signal: stopping after this step")
+    return agreed
+
+
+# ----------------------------------------------------------------------------- workers
+def _set_parent_death_signal(signum: int = signal.SIGKILL) -> bool:
+    """Ask Linux to send ``signum`` to this process when its parent thread exits."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) != 0:
+        get_logger().warning(f"prctl(PR_SET_PDEATHSIG) failed: errno {ctypes.get_errno()}")
+        return False
+    return True
+
+
+def _watch_parent(parent_pid: int, poll_s: float) -> None:
+    while True:
+        if os.getppid() != parent_pid:  # re-parented: the trainer is gone
+            os._exit(1)
+        time.sleep(poll_s)
+
+
+def protect_worker(use_prctl: bool = True, poll_s: float = WATCHDOG_POLL_S) -> int:
+    """Call inside a loader worker: ignore SIGTERM/SIGINT, die with the parent. Returns the
+    parent pid being watched."""
+    parent_pid = os.getppid()
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    if use_prctl:
+        _set_parent_death_signal()
+    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+        os._exit(1)
+    # Fallback for systems without prctl, and for a parent thread (not process) exit race.
+    threading.Thread(target=_watch_parent, args=(parent_pid, poll_s), daemon=True,
+                     name="parent-watchdog").start()
+    return parent_pid
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: see protect_worker."""
+    protect_worker()
+
+
+def make_worker_init_fn(inner=None):
+    """A worker_init_fn that protects the worker, then calls ``inner(worker_id)`` if given."""
+    if inner is None:
+        return worker_init_fn
+    return _ChainedInit(inner)
+
+
+class _ChainedInit:
+    """Picklable (for spawn start methods) chain of protect_worker and the trainer's init."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, worker_id: int) -> None:
+        protect_worker()
+        self.inner(worker_id)
