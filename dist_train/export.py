@@ -1,0 +1,47 @@
+"""Export a trained model for paddle.inference (preprocessing + network, uint8 input).
+
+    python dist_train/export.py -c CONFIG --weights PATH --out DIR [--format pir|legacy]
+
+Writes DIR/model.json (Paddle 3, pir) or DIR/model.pdmodel (legacy), DIR/model.pdiparams and
+DIR/meta.json (class names, clip sampling, normalisation, versions).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-c", "--config", help="YAML config of the model (as used for training)")
+    parser.add_argument("--weights", required=True, help=".pdparams file or checkpoint directory")
+    parser.add_argument("--out", required=True, help="export directory (replaced atomically)")
+    parser.add_argument("--format", choices=("pir", "legacy"),
+                        help="program format (default: export.format; legacy = .pdmodel)")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, repeatable")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from dist_train import compat
+    from dist_train.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config, args.override)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    fmt = args.format or cfg["export.format"]
+    if fmt == "legacy":
+        compat.request_legacy_program_format()  # before Paddle is imported below
+    from dist_train.export_lib import export_model
+
+    out = export_model(cfg, args.weights, args.out, fmt)
+    print(f"exported {args.weights} -> {out} ({fmt})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

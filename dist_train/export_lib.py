@@ -1,0 +1,152 @@
+"""Export for paddle.inference: preprocessing layer + network (plain BatchNorm), uint8 input
+``[N, 3, T, H, W]`` with a dynamic batch, plus ``meta.json`` so prediction needs nothing else.
+
+The export directory is built under a temporary name and renamed into place, so it is either
+the previous complete export or the new complete one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from . import __version__, compat
+from .rundir import atomic_write_text
+
+MODEL_NAME = "model"
+META_FILE = "meta.json"
+META_VERSION = 1
+INPUT_NAME = "x"
+
+
+def clip_sampling_description(cfg) -> dict:
+    crops = cfg["data.test_crops"]
+    return {
+        "mode": "test",
+        "temporal": "non-overlapping consecutive clips of clip_len frames (every "
+                    "temporal_stride-th frame) starting at frame 0 and covering the whole video; "
+                    "a clip running past the end is loop-padded with its own frames",
+        "num_crops": crops,
+        "spatial": "resize the short side to eval_short_side (bilinear), then "
+                   + ("one centre crop" if crops == 1 else
+                      "3 crops along the long side (start, centre, end)")
+                   + " of crop_size x crop_size",
+        "order": "clip-major, crops innermost",
+        "aggregation": "softmax of each clip's logits, averaged over all clips and crops",
+        "decoder": "OpenCV, every decodable frame, RGB",
+    }
+
+
+def build_meta(cfg, weights: str, fmt: str, program_file: str) -> dict:
+    from .videoeval import class_names, network_options, normalization
+
+    clip_len, crop = cfg["data.clip_len"], cfg["data.crop_size"]
+    return {
+        "meta_version": META_VERSION,
+        "format": fmt,
+        "model_file": os.path.basename(program_file),
+        "params_file": MODEL_NAME + compat.PARAMS_SUFFIX,
+        "input": {"name": INPUT_NAME, "dtype": "uint8", "layout": "NCTHW",
+                  "shape": [-1, 3, clip_len, crop, crop], "channels": "RGB", "range": "0-255"},
+        "output": {"kind": "logits", "shape": [-1, cfg["model.num_classes"]]},
+        "class_names": class_names(cfg),
+        "num_classes": cfg["model.num_classes"],
+        "clip_len": clip_len,
+        "crop_size": crop,
+        "eval_short_side": cfg["data.eval_short_side"] or crop,
+        "temporal_stride": cfg["data.temporal_stride"],
+        "normalization": {"preset": cfg["model.normalization"], **normalization(cfg),
+                          "units": "0-255", "applied_inside_model": True},
+        "clip_sampling": clip_sampling_description(cfg),
+        "model": {"name": cfg["model.name"], "options": network_options(cfg)},
+        "weights": os.path.abspath(weights),
+        "paddle_version": compat.paddle_version(),
+        "package_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def read_meta(model_dir: str) -> dict:
+    path = os.path.join(model_dir, META_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except OSError as e:
+        raise FileNotFoundError(f"{path}: cannot read ({e.strerror}); --model must be a "
+                                "directory written by dist_train/export.py") from e
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    if meta.get("meta_version") != META_VERSION:
+        raise ValueError(f"{path}: meta_version {meta.get('meta_version')!r}, this code reads "
+                         f"{META_VERSION}; re-export the model")
+    return meta
+
+
+def _replace_dir(tmp_dir: str, out_dir: str) -> None:
+    old = None
+    if os.path.exists(out_dir):
+        old = f"{out_dir}.old-{os.getpid()}"
+        os.replace(out_dir, old)
+    os.replace(tmp_dir, out_dir)
+    if old:
+        shutil.rmtree(old)
+
+
+def _export_here(cfg, weights: str, out_dir: str, fmt: str) -> str:
+    import paddle
+    from paddle.static import InputSpec
+
+    from .videoeval import load_eval_model
+
+    model = load_eval_model(cfg, weights)
+    clip_len, crop = cfg["data.clip_len"], cfg["data.crop_size"]
+    spec = [InputSpec([None, 3, clip_len, crop, crop], "uint8", INPUT_NAME)]
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp_dir = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out_dir)}.tmp")
+    try:
+        static = paddle.jit.to_static(model, input_spec=spec, full_graph=True)
+        paddle.jit.save(static, os.path.join(tmp_dir, MODEL_NAME))
+        program, _ = compat.inference_files(tmp_dir, MODEL_NAME)
+        written = "pir" if program.endswith(compat.MODEL_SUFFIX["pir"]) else "legacy"
+        if written != fmt:
+            raise RuntimeError(f"asked for the {fmt} format but Paddle wrote {program}")
+        meta = build_meta(cfg, weights, fmt, program)
+        atomic_write_text(os.path.join(tmp_dir, META_FILE), json.dumps(meta, indent=1) + "\n")
+        _replace_dir(tmp_dir, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _export_in_fresh_process(cfg, weights: str, out_dir: str) -> str:
+    """The legacy format from a process that already runs PIR: a fresh export CLI process."""
+    fd, cfg_path = tempfile.mkstemp(prefix="export_cfg_", suffix=".yaml")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(cfg.to_yaml())
+    try:
+        cmd = [sys.executable, "-m", "dist_train.export", "-c", cfg_path, "--weights", weights,
+               "--out", out_dir, "--format", "legacy"]
+        proc = subprocess.run(cmd, capture_output=True, text=True,
+                              env={**os.environ, **compat.legacy_export_env()})
+    finally:
+        os.unlink(cfg_path)
+    if proc.returncode != 0:
+        raise RuntimeError(f"legacy export failed ({proc.returncode}): {' '.join(cmd)}\n"
+                           f"{proc.stderr[-4000:]}")
+    return out_dir
+
+
+def export_model(cfg, weights: str, out_dir: str, fmt: str | None = None) -> str:
+    """Export ``weights`` (a .pdparams file or checkpoint directory) with the model of ``cfg``
+    to ``out_dir``; ``fmt`` 'pir' | 'legacy' (default: export.format). Not collective: call it
+    on rank 0 only. Returns ``out_dir``."""
+    fmt = compat.check_export_format(fmt or cfg["export.format"])
+    if fmt == "legacy" and compat.pir_enabled():
+        return _export_in_fresh_process(cfg, weights, out_dir)
+    return _export_here(cfg, weights, out_dir, fmt)

@@ -1,0 +1,66 @@
+"""Classify raw videos with an exported model (paddle.inference), sampled like evaluation.
+
+    python dist_train/predict.py --model DIR --video FILE_OR_DIR [--topk 5] [--json]
+                                 [--device cpu|gpu]
+
+Prints the top-k class names with probabilities per video (with --json: one JSON object per
+line, {"video": ..., "topk": [{"label": ..., "score": ...}]}). Progress and errors go to stderr;
+an unreadable video gets an error line naming it, the others continue, and the exit code is 1
+if any video failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="export directory (with meta.json)")
+    parser.add_argument("--video", required=True, help="a video file or a directory of videos")
+    parser.add_argument("--topk", type=int, default=5, help="classes shown per video")
+    parser.add_argument("--json", action="store_true", help="one JSON object per video on stdout")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--batch-size", type=int, default=8, help="clips per inference call")
+    parser.add_argument("--threads", type=int, help="CPU math threads (default: Paddle's)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from dist_train import predict_lib
+
+    try:
+        paths = predict_lib.find_videos(args.video)
+        model = predict_lib.InferenceModel(args.model, args.device, args.threads)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    total = len(paths)
+
+    def on_result(i, result):
+        if args.json:
+            print(json.dumps({"video": result["video"],
+                              "topk": [{"label": t["label"], "score": t["score"]}
+                                       for t in result["topk"]]}), flush=True)
+        else:
+            best = "  ".join(f"{t['label']} {t['score']:.4f}" for t in result["topk"])
+            print(f"{result['video']}: {best}", flush=True)
+        if total > 1:
+            print(f"[{i + 1}/{total}] done {result['video']}", file=sys.stderr, flush=True)
+
+    def on_error(i, path, message):
+        # The reader's message starts with the path of the video.
+        print(f"[{i + 1}/{total}] ERROR {message}", file=sys.stderr, flush=True)
+
+    run = predict_lib.predict_videos(model, paths, args.topk, args.batch_size, on_result, on_error)
+    if run.failures:
+        print(f"{len(run.failures)} of {total} videos failed: "
+              + ", ".join(path for path, _ in run.failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""Video-level evaluation as in the paper (REFERENCE §1, evaluation protocol).
+
+Every video is cut into non-overlapping consecutive clips covering all of it (the last one
+loop-padded), optionally 3 crops per clip; the softmax of every clip (and crop) is averaged per
+video and the video's prediction is the top-1 of that average. Whole videos are sharded across
+ranks (no padding, no duplicates); each rank keeps one small record per video and the records
+are gathered ONCE at the end, so ``num_videos`` equals the list length for any world size and
+batch size.
+
+Also home of the evaluation model (uint8 clips -> logits: preprocessing + network), which
+export reuses, and of the per-clip softmax averaging that prediction reuses, so the three
+paths compute the same numbers.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+from . import dist
+from .data import factory
+from .data.lists import DataError, read_list
+from .models import build_model, model_options
+from .checkpoint import load_weights
+from .models.preprocess import Preprocess, normalization_from_preset
+
+log = logging.getLogger("dist_train")
+
+
+class EvalModel(nn.Layer):
+    """uint8 (or float) clips [N, 3, T, H, W] in 0-255 -> logits [N, num_classes]."""
+
+    def __init__(self, preprocess: Preprocess, network: nn.Layer):
+        super().__init__()
+        self.preprocess = preprocess
+        self.network = network
+
+    def forward(self, x):
+        # Cast first: the legacy static graph cannot take the shape of a uint8 tensor, which
+        # Preprocess checks; the float copy of 0-255 integers is exact.
+        return self.network(self.preprocess(paddle.cast(x, "float32")))
+
+
+def network_options(cfg) -> dict:
+    """The ``build_model`` options set in the config (null keys keep the family default)."""
+    options = {}
+    for name in model_options(cfg["model.name"]):
+        value = cfg[f"model.{name}"]
+        if value is not None:
+            options[name] = value
+    return options
+
+
+def normalization(cfg) -> dict:
+    """{"mean": [...], "std": [...] or None} in 0-255 units from model.normalization(/mean/std)."""
+    if cfg["model.normalization"] != "custom":
+        return normalization_from_preset(cfg["model.normalization"])
+    if cfg["model.mean"] is None:
+        raise ValueError("model.normalization is 'custom' but model.mean is not set "
+                         "(give 3 values in 0-255 units, e.g. -o 'model.mean=[114.8,107.7,99.5]')")
+    return {"mean": list(cfg["model.mean"]), "std": cfg["model.std"]}
+
+
+def build_eval_model(cfg) -> EvalModel:
+    """Preprocess + a fresh network with plain BatchNorm, in eval mode (weights not loaded)."""
+    norm = normalization(cfg)
+    network = build_model(cfg["model.name"], cfg["model.num_classes"], **network_options(cfg))
+    model = EvalModel(Preprocess(norm["mean"], norm["std"], cfg["model.data_format"]), network)
+    model.eval()
+    return model
+
+
+def load_eval_model(cfg, weights: str) -> EvalModel:
+    """The evaluation model with ``weights`` (a .pdparams file or checkpoint directory); every
+    key must fit (CheckpointError otherwise): evaluating with a fresh head is meaningless."""
+    model = build_eval_model(cfg)
+    load_weights(weights, model.network, allow_head_mismatch=False)
+    model.eval()
+    return model
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (the one used by evaluation and prediction alike)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def class_names(cfg) -> list[str]:
+    """Class name of every label, from the class folder of each list entry (``<Class>/<video>``).
+
+    All configured lists that exist are read (train, val, test); a label that maps to two
+    different folders is an error; a label absent from every list is named ``class_<i>``.
+    """
+    num_classes = cfg["model.num_classes"]
+    names: dict[int, tuple[str, str]] = {}
+    for key in ("data.train_list", "data.val_list", "data.test_list"):
+        path = cfg[key]
+        if path is None or not os.path.isfile(path):
+            continue
+        for entry in read_list(path):
+            name = entry.video.split("/")[0]
+            if entry.label >= num_classes:
+                raise DataError(f"{path}: label {entry.label} of {entry.video} is not below "
+                                f"model.num_classes={num_classes}")
+            seen = names.setdefault(entry.label, (name, path))
+            if seen[0] != name:
+                raise DataError(f"label {entry.label} is class {seen[0]!r} in {seen[1]} but "
+                                f"{name!r} in {path}; the lists disagree")
+    return [names[i][0] if i in names else f"class_{i}" for i in range(num_classes)]
+
+
+def _video_records(model, dataset, batch_size, rank, world_size, num_workers):
+    """Per video of this rank: (mean softmax float64 [C], items, clips, correct clips)."""
+    from .data.sampler import EvalBatchSampler
+
+    sampler = EvalBatchSampler(dataset, batch_size, rank, world_size)
+    loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers)
+    prob_sums: dict[int, np.ndarray] = {}
+    items: dict[int, int] = {}
+    clip_sums: dict[int, dict[int, np.ndarray]] = {}
+    started, done = time.monotonic(), 0
+    with paddle.no_grad():
+        for clips, _, videos, clip_indices in loader:
+            probs = softmax(model(clips).numpy())
+            for p, v, c in zip(probs, videos.numpy().tolist(), clip_indices.numpy().tolist()):
+                prob_sums[v] = prob_sums.get(v, 0.0) + p
+                items[v] = items.get(v, 0) + 1
+                per_clip = clip_sums.setdefault(v, {})  # crops of a clip averaged for clip_top1
+                per_clip[c // dataset.num_crops] = per_clip.get(c // dataset.num_crops, 0.0) + p
+            done += 1
+            if done % 20 == 0 or done == len(sampler):
+                log.info("eval: %d/%d batches on rank %d (%.1f s)", done, len(sampler), rank,
+                         time.monotonic() - started)
+    labels = dataset.labels
+    records = {}
+    for v in sampler.videos:
+        if v not in items:
+            raise RuntimeError(f"video {dataset.video_names[v]} produced no clips")
+        clip_preds = [int(np.argmax(s)) for s in clip_sums[v].values()]
+        records[v] = (prob_sums[v] / items[v], items[v], len(clip_preds),
+                      sum(p == labels[v] for p in clip_preds))
+    return records
+
+
+def gather_records(records: dict, num_videos: int) -> tuple[dict, list[list[int]]]:
+    """One gather of every rank's records; checks the shards are disjoint and cover the list."""
+    per_rank = dist.all_gather_object(records)
+    merged, rank_videos = {}, []
+    for rank, part in enumerate(per_rank):
+        rank_videos.append(sorted(part))
+        for v, record in part.items():
+            if v in merged:
+                raise RuntimeError(f"video index {v} was evaluated on two ranks")
+            merged[v] = record
+    if sorted(merged) != list(range(num_videos)):
+        raise RuntimeError(f"evaluated {len(merged)} of {num_videos} videos")
+    return merged, rank_videos
+
+
+def build_report(probs, labels, num_clips, clip_correct, video_names, names, topk) -> dict:
+    """Metrics of per-video probabilities ``probs`` [V, C] (pure numpy; rank independent)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    order = np.argsort(-probs, axis=1, kind="stable")
+    pred = order[:, 0]
+    top5 = min(5, probs.shape[1])
+    in_top5 = (order[:, :top5] == labels[:, None]).any(axis=1)
+    confusion = np.zeros((len(names), len(names)), dtype=np.int64)
+    np.add.at(confusion, (labels, pred), 1)
+    per_class = {}
+    for c, name in enumerate(names):
+        count = int(confusion[c].sum())
+        per_class[name] = {"videos": count,
+                           "accuracy": float(confusion[c, c] / count) if count else None}
+    present = [v["accuracy"] for v in per_class.values() if v["accuracy"] is not None]
+    k = min(int(topk), probs.shape[1])
+    videos = [{"video": video_names[i], "label": int(labels[i]), "label_name": names[labels[i]],
+               "num_clips": int(num_clips[i]),
+               "topk": [{"label": int(c), "name": names[c], "score": float(probs[i, c])}
+                        for c in order[i, :k]]}
+              for i in range(len(labels))]
+    return {
+        "num_videos": int(len(labels)),
+        "num_clips": int(np.sum(num_clips)),
+        "video_top1": float(np.mean(pred == labels)),
+        "video_top5": float(np.mean(in_top5)),
+        "clip_top1": float(np.sum(clip_correct) / np.sum(num_clips)),
+        "mean_class_accuracy": float(np.mean(present)),
+        "per_class_accuracy": per_class,
+        "videos": videos,
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def evaluate_videos(cfg, weights: str, out_dir: str | None = None) -> dict:
+    """COLLECTIVE: video-level evaluation of ``weights`` on the test list (data.test_list, else
+    data.val_list) with data.test_crops crops. Rank 0 writes report.json, the confusion matrix
+    (CSV + PNG) and per-video probabilities to ``out_dir`` (default ``<run.dir>/eval``). Every
+    rank returns the report.
+    """
+    from .eval_report import write_eval_outputs
+
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    dataset = factory.build_eval_dataset(cfg, "test")
+    names = class_names(cfg)
+    model = load_eval_model(cfg, weights)
+    started = time.monotonic()
+    records = _video_records(model, dataset, cfg["eval.batch_size"], rank, world_size,
+                             cfg["data.num_workers"])
+    merged, rank_videos = gather_records(records, dataset.num_videos)
+    ordered = [merged[v] for v in range(dataset.num_videos)]
+    probs = np.stack([r[0] for r in ordered])
+    report = build_report(probs, dataset.labels, [r[2] for r in ordered],
+                          [r[3] for r in ordered], dataset.video_names, names, cfg["eval.topk"])
+    report.update({"num_items": int(sum(r[1] for r in ordered)), "crops": dataset.num_crops,
+                   "world_size": world_size, "batch_size_per_rank": cfg["eval.batch_size"],
+                   "rank_videos": rank_videos, "weights": os.path.abspath(weights),
+                   "list": cfg["data.test_list"] or cfg["data.val_list"],
+                   "seconds": round(time.monotonic() - started, 3)})
+    if rank == 0:
+        out_dir = out_dir or os.path.join(cfg["run.dir"], "eval")
+        write_eval_outputs(out_dir, report, probs, names)
+        log.info("video-level: top1 %.4f top5 %.4f clip top1 %.4f over %d videos / %d clips "
+                 "-> %s", report["video_top1"], report["video_top5"], report["clip_top1"],
+                 report["num_videos"], report["num_clips"], out_dir)
+    dist.barrier("videoeval_written")
+    return report

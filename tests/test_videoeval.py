@@ -1,0 +1,152 @@
+"""Video-level evaluation: metrics, protocol (clips, loop padding), 1 rank == 2 ranks."""
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from helpers import launch, run_cli
+from videoeval_fixtures import CLASSES, VIDEOS, make_fixture
+
+
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory):
+    return make_fixture(str(tmp_path_factory.mktemp("videoeval")))
+
+
+def _cfg(fx, **overrides):
+    from dist_train.config import load_config
+
+    return load_config(fx["config"], [f"{k}={v}" for k, v in overrides.items()])
+
+
+def _eval_files(out_dir):
+    with open(os.path.join(out_dir, "report.json")) as f:
+        report = json.load(f)
+    return report, np.load(os.path.join(out_dir, "video_probs.npz"))["probs"]
+
+
+def test_build_report_metrics_by_hand():
+    from dist_train.videoeval import build_report
+
+    names = [f"c{i}" for i in range(6)]
+    probs = np.full((4, 6), 0.01)
+    probs[0, [0, 1]] = [0.6, 0.3]                 # label 0: top1 right
+    probs[1, [2, 0]] = [0.5, 0.4]                 # label 0: top1 wrong (2), in top5
+    probs[2, [1, 5, 4, 3, 2, 0]] = [.5, .2, .1, .09, .08, .03]  # label 0: 6th -> not in top5
+    probs[3, [3]] = [0.9]                         # label 3: right
+    report = build_report(probs, [0, 0, 0, 3], [2, 1, 3, 1], [1, 0, 0, 1],
+                          ["a", "b", "c", "d"], names, topk=2)
+    assert report["num_videos"] == 4 and report["num_clips"] == 7
+    assert report["video_top1"] == pytest.approx(0.5)
+    assert report["video_top5"] == pytest.approx(0.75)
+    assert report["clip_top1"] == pytest.approx(2 / 7)
+    assert report["per_class_accuracy"]["c0"] == {"videos": 3, "accuracy": pytest.approx(1 / 3)}
+    assert report["per_class_accuracy"]["c3"] == {"videos": 1, "accuracy": 1.0}
+    assert report["per_class_accuracy"]["c1"] == {"videos": 0, "accuracy": None}
+    assert report["mean_class_accuracy"] == pytest.approx((1 / 3 + 1) / 2)  # classes with videos
+    assert report["confusion_matrix"][0] == [1, 1, 1, 0, 0, 0]
+    assert [t["label"] for t in report["videos"][1]["topk"]] == [2, 0]
+    assert report["videos"][1]["topk"][0]["score"] == pytest.approx(0.5)
+
+
+def test_class_names_come_from_the_lists(fx, tmp_path):
+    from dist_train.data.lists import DataError
+    from dist_train.videoeval import class_names
+
+    assert class_names(_cfg(fx)) == CLASSES
+    assert class_names(_cfg(fx, **{"model.num_classes": 4}))[3] == "class_3"
+    bad = tmp_path / "bad.txt"
+    bad.write_text("Other/v_x 20 0\n")
+    with pytest.raises(DataError, match="lists disagree"):
+        class_names(_cfg(fx, **{"data.train_list": str(bad)}))
+
+
+def test_protocol_matches_a_direct_computation(fx, tmp_path):
+    """Independent re-implementation for one video: 23 frames -> clips 0-15 and 16-22 looped."""
+    import cv2
+    import paddle
+
+    from dist_train.videoeval import evaluate_videos, load_eval_model, softmax
+
+    cfg = _cfg(fx)
+    report = evaluate_videos(cfg, fx["weights"], str(tmp_path / "eval"))
+    _, probs = _eval_files(str(tmp_path / "eval"))
+    index = [name for _, name, _ in VIDEOS].index("v_Gamma_g01_c01")
+    capture = cv2.VideoCapture(os.path.join(fx["root"], "Gamma", "v_Gamma_g01_c01.avi"))
+    frames = []
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[:, 4:36])  # centre 32 of width 40
+    assert len(frames) == 23
+    second = list(range(16, 23)) * 3
+    clips = np.stack([np.stack([frames[i] for i in idx]) for idx in (range(16), second[:16])])
+    clips = clips.transpose(0, 4, 1, 2, 3)  # [clip, 3, T, H, W]
+    model = load_eval_model(cfg, fx["weights"])
+    with paddle.no_grad():
+        expected = softmax(model(paddle.to_tensor(clips)).numpy()).mean(axis=0)
+    np.testing.assert_allclose(probs[index], expected, atol=1e-6)
+    assert report["videos"][index]["num_clips"] == 2
+
+
+def test_two_ranks_equal_one_rank(fx, tmp_path):
+    common = ["dist_train/evaluate.py", "-c", fx["config"], "--weights", fx["weights"]]
+    run_cli([*common, "-o", f"run.dir={tmp_path / 'one'}"])
+    launch([*common, "-o", f"run.dir={tmp_path / 'two'}"], str(tmp_path / "log"), nproc=2)
+    one, p1 = _eval_files(str(tmp_path / "one" / "eval"))
+    two, p2 = _eval_files(str(tmp_path / "two" / "eval"))
+    expected_clips = [math.ceil(n / 16) for _, _, n in VIDEOS]
+    for report in (one, two):
+        assert report["num_videos"] == len(VIDEOS) == 5
+        assert report["num_clips"] == sum(expected_clips) == 10
+        assert [v["num_clips"] for v in report["videos"]] == expected_clips
+        assert report["batch_size_per_rank"] == 3
+    assert one["world_size"] == 1 and two["world_size"] == 2
+    shards = two["rank_videos"]
+    assert len(shards) == 2 and all(shards)
+    assert not set(shards[0]) & set(shards[1])
+    assert sorted(shards[0] + shards[1]) == list(range(5))
+    for key in ("video_top1", "video_top5", "clip_top1", "mean_class_accuracy", "num_items"):
+        assert one[key] == pytest.approx(two[key], abs=1e-12), key
+    for a, b in zip(one["videos"], two["videos"]):
+        assert a["video"] == b["video"]
+        assert [t["label"] for t in a["topk"]] == [t["label"] for t in b["topk"]]
+    np.testing.assert_allclose(p1, p2, atol=1e-5)
+    np.testing.assert_allclose(p1.sum(axis=1), 1.0, atol=1e-9)
+    for name in ("confusion_matrix.csv", "confusion_matrix.png"):
+        assert os.path.getsize(tmp_path / "two" / "eval" / name) > 0
+    with open(tmp_path / "two" / "eval" / "confusion_matrix.csv") as f:
+        rows = f.read().splitlines()
+    assert rows[0].split(",")[1:] == CLASSES
+    assert sum(int(x) for row in rows[1:] for x in row.split(",")[1:]) == 5
+
+
+def test_three_crops_and_checkpoint_dir(fx, tmp_path):
+    from dist_train.videoeval import evaluate_videos
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    shutil.copy(fx["weights"], ckpt / "model.pdparams")
+    report = evaluate_videos(_cfg(fx, **{"data.test_crops": 3}), str(ckpt), str(tmp_path / "e"))
+    assert report["crops"] == 3
+    assert report["num_clips"] == 10 and report["num_items"] == 30
+    assert report["num_videos"] == 5
+
+
+def test_wrong_weights_are_refused(fx, tmp_path):
+    import paddle
+
+    from dist_train.checkpoint import CheckpointError
+    from dist_train.videoeval import build_eval_model, load_eval_model
+
+    other = build_eval_model(_cfg(fx, **{"model.num_classes": 5})).network
+    path = str(tmp_path / "five.pdparams")
+    paddle.save(other.state_dict(), path)
+    with pytest.raises(CheckpointError, match="five.pdparams"):  # no silent new head
+        load_eval_model(_cfg(fx), path)
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_eval_model(_cfg(fx), str(tmp_path / "missing"))
