@@ -12,7 +12,8 @@ Layout (FORMAT_VERSION 1)::
                               recorded in state.json, so the model may be built in any order.
             scaler.json       {"enabled": bool, "state": GradScaler.state_dict()}; on CPU the
                               scaler is disabled and its state is {} (recorded as such)
-            rng.npz           RNG states of EVERY rank, gathered to rank 0 (allow_pickle=False):
+            rng.npz           RNG states of EVERY rank, gathered to rank 0 (allow_pickle=False;
+                              see dist_train/rng_state.py):
                               r<k>.python_state uint32[625], r<k>.python_gauss f64[2],
                               r<k>.numpy_keys uint32[624], r<k>.numpy_pos i64[2], r<k>.numpy_gauss f64[1],
                               r<k>.paddle_cpu / r<k>.cuda<i> uint8: JSON text of the
@@ -46,7 +47,6 @@ import io
 import json
 import logging
 import os
-import random
 import re
 import shutil
 import signal
@@ -59,6 +59,7 @@ from . import dist
 from .logs import get_logger
 from .models.finetune import StateDictMismatch, compare_state_dict, load_pretrained, mismatch_message
 from .rundir import atomic_write_text, package_versions
+from .rng_state import capture_rng_state, read_rank_rng, restore_rng_state, rng_npz_bytes
 from .safeload import restricted_load
 
 FORMAT_VERSION = 1
@@ -150,87 +151,6 @@ def _read_pointer(root: str, name: str) -> str | None:
         return f.read().strip() or None
 
 
-# ----------------------------------------------------------------------------- RNG states
-def _generator_to_array(state) -> np.ndarray:
-    """GeneratorState -> uint8 JSON text of its pickle tuple (exact: JSON ints are unbounded)."""
-    return np.frombuffer(json.dumps(list(state.__getstate__())).encode(), dtype=np.uint8)
-
-
-def _generator_from_array(array: np.ndarray, like):
-    state_cls = type(like)
-    state = state_cls.__new__(state_cls)
-    state.__setstate__(tuple(json.loads(array.tobytes().decode())))
-    return state
-
-
-def _has_cuda() -> bool:
-    return paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
-
-
-def capture_rng_state() -> dict[str, np.ndarray]:
-    """This process's python / numpy / Paddle CPU (and CUDA) RNG states as numpy arrays."""
-    version, internal, gauss = random.getstate()
-    _, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    states = {"python_state": np.asarray(internal, dtype=np.uint32),
-              "python_gauss": np.array([version, np.nan if gauss is None else gauss], np.float64),
-              "numpy_keys": np.asarray(keys, dtype=np.uint32),
-              "numpy_pos": np.array([pos, has_gauss], np.int64),
-              "numpy_gauss": np.array([cached], np.float64)}
-    cpu_state = paddle.get_rng_state(device="cpu")[0]
-    if hasattr(cpu_state, "__getstate__") and hasattr(cpu_state, "__setstate__"):
-        states["paddle_cpu"] = _generator_to_array(cpu_state)
-        if _has_cuda():
-            for i, cuda_state in enumerate(paddle.get_cuda_rng_state()):
-                states[f"cuda{i}"] = _generator_to_array(cuda_state)
-    return states
-
-
-def restore_rng_state(states: dict[str, np.ndarray]) -> list[str]:
-    """Set this process's RNGs from ``capture_rng_state`` output; returns what was restored."""
-    restored = []
-    version = int(states["python_gauss"][0])
-    gauss = None if np.isnan(states["python_gauss"][1]) else float(states["python_gauss"][1])
-    random.setstate((version, tuple(int(v) for v in states["python_state"]), gauss))
-    pos, has_gauss = (int(v) for v in states["numpy_pos"])
-    np.random.set_state(("MT19937", states["numpy_keys"], pos, has_gauss,
-                         float(states["numpy_gauss"][0])))
-    restored += ["python", "numpy"]
-    if "paddle_cpu" in states:
-        like = paddle.get_rng_state(device="cpu")[0]
-        paddle.set_rng_state([_generator_from_array(states["paddle_cpu"], like)], device="cpu")
-        restored.append("paddle_cpu")
-    else:
-        _log().warning("checkpoint holds no Paddle CPU generator state (not serialisable by the "
-                       "Paddle that wrote it); the Paddle CPU generator keeps its start-up seed")
-    cuda_keys = sorted((k for k in states if k.startswith("cuda")), key=lambda k: int(k[4:]))
-    if cuda_keys and _has_cuda():
-        current = paddle.get_cuda_rng_state()
-        if len(current) == len(cuda_keys):
-            paddle.set_cuda_rng_state([_generator_from_array(states[k], current[0]) for k in cuda_keys])
-            restored.append("cuda")
-        else:
-            _log().warning(f"checkpoint has {len(cuda_keys)} CUDA generator state(s) per rank, this "
-                           f"process sees {len(current)} GPU(s): CUDA generators keep their seed")
-    elif cuda_keys:
-        _log().info("checkpoint holds CUDA RNG states but no GPU is used now: not restored")
-    return restored
-
-
-def _rng_npz_bytes(per_rank: list[dict[str, np.ndarray]]) -> bytes:
-    arrays = {"world_size": np.array([len(per_rank)], np.int64)}
-    for rank, states in enumerate(per_rank):
-        arrays.update({f"r{rank}.{key}": value for key, value in states.items()})
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def _read_rank_rng(path: str, rank: int) -> dict[str, np.ndarray]:
-    with np.load(os.path.join(path, RNG_FILE), allow_pickle=False) as npz:
-        prefix = f"r{rank}."
-        return {k[len(prefix):]: npz[k] for k in npz.files if k.startswith(prefix)}
-
-
 # ----------------------------------------------------------------------------- save
 def _config_dict(cfg):
     if cfg is None:
@@ -271,7 +191,7 @@ def _write_checkpoint_dir(root: str, tag: str, *, model, optimizer, scaler, trai
                     "state": _jsonable(scaler.state_dict()) if scaler is not None else {}}
     manifest[SCALER_FILE] = _write_bytes(os.path.join(tmp, SCALER_FILE),
                                          json.dumps(scaler_state, indent=1).encode())
-    manifest[RNG_FILE] = _write_bytes(os.path.join(tmp, RNG_FILE), _rng_npz_bytes(rng_per_rank))
+    manifest[RNG_FILE] = _write_bytes(os.path.join(tmp, RNG_FILE), rng_npz_bytes(rng_per_rank))
     state = {"format_version": FORMAT_VERSION, "tag": tag, "saved_at": time.time(),
              "world_size": len(rng_per_rank), "train_state": train_state, "versions": _versions(),
              "config": _config_dict(cfg),
@@ -596,7 +516,7 @@ def load_checkpoint(path: str, *, model, optimizer=None, scaler=None) -> dict:
         _load_scaler(path, scaler)
     world, saved_world = dist.get_world_size(), state["world_size"]
     if world == saved_world:
-        restored = restore_rng_state(_read_rank_rng(path, rank))
+        restored = restore_rng_state(read_rank_rng(os.path.join(path, RNG_FILE), rank))
         _log().info(f"restored RNG states ({', '.join(restored)}) of rank {rank}")
     elif dist.is_main_process():
         _log().info(f"{path} was saved by {saved_world} rank(s), this job has {world}: process RNG "

@@ -47,7 +47,6 @@ def test_round_trip_is_exact(tmp_path):
     assert state == train_state(3, best_metric=0.5)
     for key, value in saved_weights.items():
         assert np.array_equal(value, model2.state_dict()[key].numpy()), key
-    assert (sched2.last_epoch, sched2.last_lr) == (sched.last_epoch - 1, 0.1 * 0.1) or True
     assert sched2.last_epoch == 3 and sched2.last_lr == pytest.approx(0.01)
     assert _draws() == after_save  # python, numpy and Paddle CPU generators all restored
     train_step(model2, opt2, sched2, scaler2, 3)
