@@ -9,6 +9,8 @@ from dist_train.models.finetune import (StateDictMismatch, freeze_bn, load_pretr
                                         param_groups, set_ft_begin_module,
                                         split_pretrained_params)
 
+pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2
+
 TINY = {"width_mult": 0.125}
 
 

@@ -11,6 +11,8 @@ import pytest
 from dist_train.models import build_model
 from dist_train.models.info import conv3d_output_shape, describe_model, measure
 
+pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # REFERENCE section 1: model, options, params (400 classes), params (101 classes), GMACs

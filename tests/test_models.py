@@ -9,6 +9,8 @@ import pytest
 from dist_train.models import MODELS, NORMALIZATION_PRESETS, Preprocess, build_model
 from dist_train.models.resnet import ZeroPadShortcut
 
+pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2
+
 TINY = {"width_mult": 0.125}
 
 

@@ -10,6 +10,8 @@ import pytest
 
 from dist_train.safeload import UnsafeFileError, restricted_load
 
+pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2
+
 
 class SystemCall:
     """Unpickling this runs a shell command (the classic malicious pickle)."""
