@@ -339,8 +339,9 @@ def checkpoint_problem(path: str, verify_sha256: bool = False) -> str | None:
 def find_resume_checkpoint(run_dir_or_ckpts: str) -> tuple[str | None, list[str]]:
     """(newest complete checkpoint or None, [problems of the skipped ones]) — no collectives.
 
-    ``latest`` is preferred when complete; otherwise the newest complete one by save time.
-    Interrupted saves (.tmp-*) are reported as skipped.
+    Newest = latest save time (then global step), so a run resumed from an older checkpoint
+    continues from its own newer saves. Normally that is the one ``latest`` names; when not,
+    the reason is reported. Interrupted saves (.tmp-*) are reported as skipped.
     """
     root = run_dir_or_ckpts
     if os.path.basename(os.path.normpath(root)) != CKPT_DIR:
@@ -361,15 +362,18 @@ def find_resume_checkpoint(run_dir_or_ckpts: str) -> tuple[str | None, list[str]
         else:
             complete[name] = read_state(path)
     latest = _read_pointer(root, LATEST_FILE)
-    if latest in complete:
-        return os.path.join(root, latest), skipped
-    if latest is not None:
-        skipped.append(f"{os.path.join(root, LATEST_FILE)} names '{latest}', which is not a complete "
-                       "checkpoint; falling back to the newest complete one")
     if not complete:
+        if latest is not None:
+            skipped.append(f"{os.path.join(root, LATEST_FILE)} names '{latest}', which is not a "
+                           "complete checkpoint, and no other complete checkpoint exists")
         return None, skipped
     newest = max(complete, key=lambda t: (complete[t].get("saved_at", 0.0),
                                           complete[t]["train_state"].get("global_step", 0)))
+    if latest != newest:
+        why = ("is not a complete checkpoint" if latest not in complete else
+               f"is older than '{newest}' (a save stopped between its rename and 'latest')")
+        skipped.append(f"{os.path.join(root, LATEST_FILE)} names '{latest}', which {why}; "
+                       f"using the newest complete checkpoint '{newest}'")
     return os.path.join(root, newest), skipped
 
 

@@ -18,9 +18,15 @@ import paddle
 from .logs import get_logger
 
 
-def _generator_to_array(state) -> np.ndarray:
-    """GeneratorState -> uint8 JSON text of its pickle tuple (exact: JSON ints are unbounded)."""
-    return np.frombuffer(json.dumps(list(state.__getstate__())).encode(), dtype=np.uint8)
+def _generator_to_array(state) -> np.ndarray | None:
+    """GeneratorState -> uint8 JSON text of its pickle tuple (exact: JSON ints are unbounded);
+    None when this Paddle's GeneratorState cannot be pickled."""
+    try:
+        values = state.__getstate__()
+        text = json.dumps(list(values))
+    except (TypeError, AttributeError, RuntimeError):
+        return None
+    return np.frombuffer(text.encode(), dtype=np.uint8) if isinstance(values, tuple) else None
 
 
 def _generator_from_array(array: np.ndarray, like):
@@ -43,12 +49,14 @@ def capture_rng_state() -> dict[str, np.ndarray]:
               "numpy_keys": np.asarray(keys, dtype=np.uint32),
               "numpy_pos": np.array([pos, has_gauss], np.int64),
               "numpy_gauss": np.array([cached], np.float64)}
-    cpu_state = paddle.get_rng_state(device="cpu")[0]
-    if hasattr(cpu_state, "__getstate__") and hasattr(cpu_state, "__setstate__"):
-        states["paddle_cpu"] = _generator_to_array(cpu_state)
-        if _has_cuda():
-            for i, cuda_state in enumerate(paddle.get_cuda_rng_state()):
-                states[f"cuda{i}"] = _generator_to_array(cuda_state)
+    cpu_state = _generator_to_array(paddle.get_rng_state(device="cpu")[0])
+    if cpu_state is not None:
+        states["paddle_cpu"] = cpu_state
+    if _has_cuda():
+        for i, cuda_state in enumerate(paddle.get_cuda_rng_state()):
+            array = _generator_to_array(cuda_state)
+            if array is not None:
+                states[f"cuda{i}"] = array
     return states
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from ckpt_models import (TinyNet, accumulators, make_training, train_state, train_step, weights)
 from dist_train import checkpoint as ck
+from helpers import run_cli
 
 
 def _save(run_dir, step, model, opt, scaler, keep_last=3, is_best=False, **extra):
@@ -252,3 +253,34 @@ def test_malicious_pickle_refused_without_running(tmp_path):
     with pytest.raises(Exception, match="builtins.exec"):
         ck.load_checkpoint(path, model=TinyNet())
     assert not marker.exists()
+
+
+KILL_SNIPPET = """
+import sys
+sys.path.insert(0, 'tests')
+import os
+from ckpt_models import make_training, train_state
+from dist_train import checkpoint as ck
+model, opt, sched, scaler = make_training()
+for step in (1, 2):
+    if step == 2:
+        os.environ[ck.FAULT_ENV] = sys.argv[2] + ':kill'
+    ck.save_checkpoint(sys.argv[1], ck.step_tag(step), model=model, optimizer=opt, scaler=scaler,
+                       train_state=train_state(step), cfg=None, keep_last=3)
+"""
+
+
+@pytest.mark.parametrize("point,expected", [("before_rename", "step_000001"),
+                                            ("before_latest", "step_000002")])
+def test_kill_9_during_save(tmp_path, caplog, point, expected):
+    proc = run_cli(["-c", KILL_SNIPPET, str(tmp_path), point], check=False, timeout=120)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert _latest(tmp_path) == "step_000001"
+    with caplog.at_level(logging.WARNING, logger="dist_train"):
+        chosen = ck.resolve_resume(str(tmp_path), "auto")
+    assert chosen == str(tmp_path / "checkpoints" / expected)
+    # the reason is named: an interrupted temp dir, or a newer checkpoint 'latest' missed
+    assert (".tmp-step_000002-" in caplog.text) if point == "before_rename" else \
+        ("stopped between its rename and 'latest'" in caplog.text)
+    model = TinyNet()
+    assert ck.load_checkpoint(chosen, model=model)["global_step"] == int(expected[-1])

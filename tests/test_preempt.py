@@ -30,6 +30,15 @@ def _running(pid):
         return False
 
 
+def _cleanup(proc, worker):
+    """Kill what this test started (the probe and its worker), by pid."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    if _running(worker):
+        os.kill(worker, signal.SIGKILL)
+
+
 def _read_int(path):
     return int(path.read_text()) if path.exists() else None
 
@@ -54,11 +63,7 @@ def test_sigterm_spares_worker_and_parent_death_kills_it(tmp_path, mode):
         _wait_for(lambda: not _running(worker), 5, f"worker {worker} to exit after its parent died")
         assert time.monotonic() - killed_at < 5
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if _running(worker):
-            os.kill(worker, signal.SIGKILL)
+        _cleanup(proc, worker)
 
 
 def _start_probe(tmp_path, mode):
@@ -87,11 +92,7 @@ def test_unprotected_worker_negative_control(tmp_path, scenario):
             time.sleep(3)
             assert _running(worker)  # busy and orphaned: it would keep running for ~30 s
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if _running(worker):
-            os.kill(worker, signal.SIGKILL)
+        _cleanup(proc, worker)
 
 
 def test_flag_and_collective_agreement_in_one_process():
