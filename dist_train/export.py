@@ -17,7 +17,7 @@ def parse_args(argv=None):
     parser.add_argument("--weights", required=True, help=".pdparams file or checkpoint directory")
     parser.add_argument("--out", required=True, help="export directory (replaced atomically)")
     parser.add_argument("--format", choices=("pir", "legacy"),
-                        help="program format (default: export.format; legacy = .pdmodel)")
+                        help="program format (default: export.format; legacy on Paddle 2.x)")
     parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, repeatable")
     return parser.parse_args(argv)
@@ -33,13 +33,12 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    fmt = args.format or cfg["export.format"]
-    if fmt == "legacy":
+    if (args.format or cfg["export.format"]) == "legacy":
         compat.request_legacy_program_format()  # before Paddle is imported below
-    from dist_train.export_lib import export_model
+    from dist_train.export_lib import export_model, read_meta
 
-    out = export_model(cfg, args.weights, args.out, fmt)
-    print(f"exported {args.weights} -> {out} ({fmt})")
+    out = export_model(cfg, args.weights, args.out, args.format)
+    print(f"exported {args.weights} -> {out} ({read_meta(out)['format']})")
     return 0
 
 

@@ -10,6 +10,8 @@ import pytest
 from helpers import launch, run_cli
 from videoeval_fixtures import CLASSES, VIDEOS, make_fixture
 
+pytestmark = pytest.mark.paddle2
+
 
 @pytest.fixture(scope="module")
 def fx(tmp_path_factory):
