@@ -169,6 +169,8 @@ def test_finished_run_and_nothing_to_resume(tmp_path):
     assert ck.read_state(path)["config"] == {"train": {"lr": 0.1}}
     with pytest.raises(ck.CheckpointError, match="no such checkpoint"):
         ck.resolve_resume(str(tmp_path), str(tmp_path / "nope"))
+    with pytest.raises(ck.CheckpointError, match="rank 0 cannot read checkpoint .*shared storage"):
+        ck.load_checkpoint(str(tmp_path / "elsewhere" / "step_000009"), model=model)
 
 
 def test_unknown_format_version_is_skipped(tmp_path, caplog):
