@@ -62,10 +62,12 @@ def param_groups(model: paddle.nn.Layer, weight_decay: float, no_decay_bn_bias: 
     return groups
 
 
-def build_optimizer(cfg, model: paddle.nn.Layer, multi_precision: bool = False):
-    """Momentum SGD over ``model``'s trainable parameters; its lr is set every step by train.py."""
+def build_optimizer(cfg, model: paddle.nn.Layer, has_pretrained: bool = False,
+                    multi_precision: bool = False):
+    """Momentum SGD over ``model``'s trainable parameters; its lr is set every step by train.py.
+    ``has_pretrained``: the weights came from a file, so ``model.pretrained_lr_mult`` applies."""
     groups = param_groups(model, float(cfg["optim.weight_decay"]), cfg["optim.no_decay_bn_bias"],
-                          float(cfg["model.pretrained_lr_mult"]), bool(cfg["model.pretrained"]))
+                          float(cfg["model.pretrained_lr_mult"]), has_pretrained)
     return paddle.optimizer.Momentum(learning_rate=scaled_base_lr(cfg),
                                      momentum=float(cfg["optim.momentum"]), parameters=groups,
                                      use_nesterov=bool(cfg["optim.nesterov"]),
