@@ -27,7 +27,9 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from dist_train import dist, videoeval
+    from dist_train.checkpoint import CheckpointError
     from dist_train.config import ConfigError, load_config
+    from dist_train.data.lists import DataError
     from dist_train.logs import setup_logging
 
     try:
@@ -39,7 +41,11 @@ def main(argv=None) -> int:
         return 2
     dist.init()
     setup_logging(cfg["run.dir"], dist.get_rank(), filename="eval.log")
-    report = videoeval.evaluate_videos(cfg, args.weights, args.out_dir)
+    try:
+        report = videoeval.evaluate_videos(cfg, args.weights, args.out_dir)
+    except (CheckpointError, DataError, videoeval.EvalDataError) as e:
+        print(f"error (rank {dist.get_rank()}): {e}", file=sys.stderr)
+        return 2
     if dist.is_main_process():
         print(f"video_top1 {report['video_top1']:.4f}  video_top5 {report['video_top5']:.4f}  "
               f"clip_top1 {report['clip_top1']:.4f}  mean_class_accuracy "

@@ -37,7 +37,14 @@ def main(argv=None) -> int:
         compat.request_legacy_program_format()  # before Paddle is imported below
     from dist_train.export_lib import export_model, read_meta
 
-    out = export_model(cfg, args.weights, args.out, args.format)
+    from dist_train.checkpoint import CheckpointError
+    from dist_train.data.lists import DataError
+
+    try:
+        out = export_model(cfg, args.weights, args.out, args.format)
+    except (CheckpointError, DataError, ValueError) as e:  # ValueError: bad format/normalisation
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"exported {args.weights} -> {out} ({read_meta(out)['format']})")
     return 0
 

@@ -24,6 +24,7 @@ import paddle.nn as nn
 from . import dist
 from .data import factory
 from .data.lists import DataError, read_list
+from .data.readers import BadSampleError
 from .models import build_model, model_options
 from .checkpoint import load_weights
 from .models.preprocess import Preprocess, normalization_from_preset
@@ -115,20 +116,61 @@ def class_names(cfg) -> list[str]:
     return [names[i][0] if i in names else f"class_{i}" for i in range(num_classes)]
 
 
+class _FlaggedItems:
+    """Dataset view whose items never raise BadSampleError: a failed item comes back as a zero
+    clip with ok=False, and the main process re-reads it to raise the error naming the file.
+    (Paddle's DataLoader cannot rebuild our exception from a worker process.)"""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        try:
+            clip, label, video, clip_index = self.dataset[index]
+            return clip, label, video, clip_index, index, True
+        except BadSampleError:
+            d = self.dataset
+            clip = np.zeros((3, d.clip_len, d.crop_size, d.crop_size), np.uint8)
+            return clip, -1, -1, -1, index, False
+
+
+def _eval_batches(dataset, sampler, num_workers):
+    """(clips tensor, video indices, clip indices) per batch of ``sampler``."""
+    if num_workers == 0:
+        # Read in this thread: Paddle's single-process DataLoader hangs when an item raises.
+        for indices in sampler:
+            batch = [dataset[i] for i in indices]
+            yield (paddle.to_tensor(np.stack([b[0] for b in batch])), [b[2] for b in batch],
+                   [b[3] for b in batch])
+        return
+    loader = paddle.io.DataLoader(_FlaggedItems(dataset), batch_sampler=sampler,
+                                  num_workers=num_workers)
+    for clips, _, videos, clip_indices, indices, ok in loader:
+        ok = ok.numpy().astype(bool)
+        if not ok.all():
+            bad = int(indices.numpy()[~ok][0])
+            dataset[bad]  # raises the BadSampleError naming the file
+            raise BadSampleError(f"evaluation item {bad}",
+                                 "unreadable in a loader worker, readable when retried")
+        yield clips, videos.numpy().tolist(), clip_indices.numpy().tolist()
+
+
 def _video_records(model, dataset, batch_size, rank, world_size, num_workers):
     """Per video of this rank: (mean softmax float64 [C], items, clips, correct clips)."""
     from .data.sampler import EvalBatchSampler
 
     sampler = EvalBatchSampler(dataset, batch_size, rank, world_size)
-    loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers)
     prob_sums: dict[int, np.ndarray] = {}
     items: dict[int, int] = {}
     clip_sums: dict[int, dict[int, np.ndarray]] = {}
     started, done = time.monotonic(), 0
     with paddle.no_grad():
-        for clips, _, videos, clip_indices in loader:
+        for clips, videos, clip_indices in _eval_batches(dataset, sampler, num_workers):
             probs = softmax(model(clips).numpy())
-            for p, v, c in zip(probs, videos.numpy().tolist(), clip_indices.numpy().tolist()):
+            for p, v, c in zip(probs, videos, clip_indices):
                 prob_sums[v] = prob_sums.get(v, 0.0) + p
                 items[v] = items.get(v, 0) + 1
                 per_clip = clip_sums.setdefault(v, {})  # crops of a clip averaged for clip_top1
@@ -148,11 +190,21 @@ def _video_records(model, dataset, batch_size, rank, world_size, num_workers):
     return records
 
 
-def gather_records(records: dict, num_videos: int) -> tuple[dict, list[list[int]]]:
-    """One gather of every rank's records; checks the shards are disjoint and cover the list."""
-    per_rank = dist.all_gather_object(records)
+class EvalDataError(RuntimeError):
+    """Some rank could not read its clips; raised on every rank after the one gather."""
+
+
+def gather_records(records: dict, num_videos: int, failure: str | None = None):
+    """One gather of every rank's records (or its failure); checks that the shards are disjoint
+    and cover the list. Returns (records by video index, video indices per rank)."""
+    per_rank = dist.all_gather_object((records, failure))
+    failures = [f"rank {r}: {f}" for r, (_, f) in enumerate(per_rank) if f]
+    if failures:
+        raise EvalDataError("evaluation data could not be read (set data.skip_bad_samples=true "
+                            "to replace unreadable clips by other clips of the same video):\n  "
+                            + "\n  ".join(failures))
     merged, rank_videos = {}, []
-    for rank, part in enumerate(per_rank):
+    for part, _ in per_rank:
         rank_videos.append(sorted(part))
         for v, record in part.items():
             if v in merged:
@@ -211,9 +263,14 @@ def evaluate_videos(cfg, weights: str, out_dir: str | None = None) -> dict:
     names = class_names(cfg)
     model = load_eval_model(cfg, weights)
     started = time.monotonic()
-    records = _video_records(model, dataset, cfg["eval.batch_size"], rank, world_size,
-                             cfg["data.num_workers"])
-    merged, rank_videos = gather_records(records, dataset.num_videos)
+    # A rank that cannot read a video must still join the gather, or the others would wait for
+    # it until the collective timeout; the failure travels with the records instead.
+    try:
+        records, failure = _video_records(model, dataset, cfg["eval.batch_size"], rank,
+                                          world_size, cfg["data.num_workers"]), None
+    except BadSampleError as e:
+        records, failure = {}, str(e)
+    merged, rank_videos = gather_records(records, dataset.num_videos, failure)
     ordered = [merged[v] for v in range(dataset.num_videos)]
     probs = np.stack([r[0] for r in ordered])
     report = build_report(probs, dataset.labels, [r[2] for r in ordered],

@@ -152,3 +152,36 @@ def test_wrong_weights_are_refused(fx, tmp_path):
         load_eval_model(_cfg(fx), path)
     with pytest.raises(CheckpointError, match="no such file"):
         load_eval_model(_cfg(fx), str(tmp_path / "missing"))
+
+
+def _list_with_broken_video(fx, tmp_path):
+    broken = os.path.join(fx["root"], "Alpha", "v_broken.avi")
+    with open(broken, "wb") as f:
+        f.write(b"not a video" * 100)
+    with open(fx["list"]) as f:
+        lines = f.read()
+    list_path = tmp_path / "with_broken.txt"
+    list_path.write_text(lines + "Alpha/v_broken 20 0\n")  # last: in rank 1's shard
+    return {key: str(list_path) for key in ("data.test_list", "data.train_list", "data.val_list")}
+
+
+def test_unreadable_video_on_one_rank_stops_every_rank_cleanly(fx, tmp_path):
+    """The broken video is in rank 1's shard; rank 0 must not wait for it in the gather."""
+    lists = _list_with_broken_video(fx, tmp_path)
+    proc = launch(["dist_train/evaluate.py", "-c", fx["config"], "--weights", fx["weights"],
+                   *[f"-o{k}={v}" for k, v in lists.items()], "-o", f"run.dir={tmp_path / 'run'}"],
+                  str(tmp_path / "log"), nproc=2, timeout=120, check=False)
+    assert proc.returncode != 0
+    for rank in (0, 1):
+        with open(tmp_path / "log" / f"workerlog.{rank}") as f:
+            text = f.read()
+        assert "evaluation data could not be read" in text and "v_broken.avi" in text, text[-3000:]
+    assert not os.path.exists(tmp_path / "run" / "eval" / "report.json")
+
+
+def test_unreadable_video_in_a_loader_worker_names_the_file(fx, tmp_path):
+    from dist_train.videoeval import EvalDataError, evaluate_videos
+
+    cfg = _cfg(fx, **_list_with_broken_video(fx, tmp_path), **{"data.num_workers": 1})
+    with pytest.raises(EvalDataError, match="v_broken.avi: OpenCV cannot open"):
+        evaluate_videos(cfg, fx["weights"], str(tmp_path / "eval"))
