@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Train on every local GPU (or 2 CPU processes) through python -m paddle.distributed.launch.
+#
+#   ./launch.sh [options] [CONFIG] [key=value ...] [-o key=value ...]
+#
+# CONFIG defaults to configs/demo.yaml (the demo); key=value pairs are config overrides.
+# Options:
+#   --nnodes N             number of nodes (run the same command on every node)
+#   --master HOST:PORT     rendezvous of a multi-node job (the first node's address)
+#   --log_dir DIR          launcher + per-worker logs (default: <run.dir>/launch_logs)
+#   --devices LIST         GPUs to use (default: all visible, honouring CUDA_VISIBLE_DEVICES)
+#   --nproc N              CPU only: processes per node (default: min(2, cores))
+#   --cpu                  ignore GPUs and train on the CPU
+#   --resume auto|none|PATH  (default: auto: continue the newest complete checkpoint of run.dir)
+#   --weights PATH         initial weights (ignored when resuming)
+#   --accept-config-change continue a run directory whose saved config differs
+#   --debug                one process without the launcher (train.py --debug)
+#   --max-restarts N       reserved for the relaunch-on-failure loop (not implemented yet: runs once)
+#   --dry-run              print the exact launch command and exit
+# Environment: DIST_TRAIN_VENV (virtual environment, default <repo>/.venv), DIST_TRAIN_GPUS
+# (GPU count, overriding detection), DIST_TRAIN_SKIP_SETUP=1 (do not call scripts/setup.sh).
+# Unknown options are errors: paddle.distributed.launch silently falls back to its legacy
+# launcher on a flag it does not know, so nothing unknown is passed through.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PY="${DIST_TRAIN_VENV:-$REPO/.venv}/bin/python"
+
+die() { echo "launch.sh: $*" >&2; exit 2; }
+need_value() { [[ $# -ge 2 && -n "$2" && "$2" != --* ]] || die "$1 needs a value"; }
+
+CONFIG="" ; OVERRIDES=() ; TRAIN_ARGS=() ; LAUNCH_ARGS=()
+LOG_DIR="" ; DEVICES="" ; NPROC="" ; FORCE_CPU=0 ; RESUME="auto" ; DEBUG=0 ; DRY_RUN=0
+MAX_RESTARTS=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --nnodes) need_value "$@"; [[ "$2" =~ ^[0-9]+(:[0-9]+)?$ ]] || die "--nnodes expects N, got '$2'"
+              LAUNCH_ARGS+=(--nnodes "$2"); shift 2 ;;
+    --master) need_value "$@"; [[ "$2" == *:* ]] || die "--master expects HOST:PORT, got '$2'"
+              LAUNCH_ARGS+=(--master "$2"); shift 2 ;;
+    --log_dir|--log-dir) need_value "$@"; LOG_DIR="$2"; shift 2 ;;
+    --devices) need_value "$@"; DEVICES="$2"; shift 2 ;;
+    --nproc) need_value "$@"; [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "--nproc expects a positive integer"
+             NPROC="$2"; shift 2 ;;
+    --cpu) FORCE_CPU=1; shift ;;
+    --resume) need_value "$@"; RESUME="$2"; shift 2 ;;
+    --weights) need_value "$@"; TRAIN_ARGS+=(--weights "$2"); shift 2 ;;
+    --accept-config-change) TRAIN_ARGS+=(--accept-config-change); shift ;;
+    --debug) DEBUG=1; shift ;;
+    --max-restarts) need_value "$@"; [[ "$2" =~ ^[0-9]+$ ]] || die "--max-restarts expects an integer"
+                    MAX_RESTARTS="$2"; shift 2 ;;
+    --dry-run) DRY_RUN=1; shift ;;
+    -o) need_value "$@"; [[ "$2" == *=* ]] || die "-o expects key=value, got '$2'"
+        OVERRIDES+=(-o "$2"); shift 2 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -*) die "unknown option '$1' (see ./launch.sh --help)" ;;
+    *=*) OVERRIDES+=(-o "$1"); shift ;;
+    *) [[ -z "$CONFIG" ]] || die "two configs given ('$CONFIG' and '$1'); overrides are key=value"
+       [[ -f "$1" ]] || die "config file '$1' not found"
+       CONFIG="$1"; shift ;;
+  esac
+done
+CONFIG="${CONFIG:-$REPO/configs/demo.yaml}"
+
+if [[ "$DRY_RUN" == 0 && "${DIST_TRAIN_SKIP_SETUP:-0}" != 1 ]]; then
+  "$REPO/scripts/setup.sh"
+fi
+[[ -x "$PY" ]] || die "no Python at $PY: run scripts/setup.sh (or set DIST_TRAIN_VENV)"
+
+# Validates the config and overrides before any process starts, and finds run.dir.
+RUN_DIR="$("$PY" -c 'import sys
+from dist_train.config import ConfigError, load_config
+try:
+    print(load_config(sys.argv[1], sys.argv[2:][1::2])["run.dir"])
+except ConfigError as e:
+    sys.exit(f"launch.sh: {e}")' "$CONFIG" "${OVERRIDES[@]}")" || exit 2
+LOG_DIR="${LOG_DIR:-$RUN_DIR/launch_logs}"
+
+count_gpus() {
+  if [[ -n "${DIST_TRAIN_GPUS:-}" ]]; then echo "$DIST_TRAIN_GPUS"; return; fi
+  # Paddle's own count: 0 on a CPU build, honours CUDA_VISIBLE_DEVICES.
+  "$PY" -c 'import paddle; print(paddle.device.cuda.device_count() if paddle.is_compiled_with_cuda() else 0)' 2>/dev/null || echo 0
+}
+
+TRAIN=("$REPO/dist_train/train.py" -c "$CONFIG" "${OVERRIDES[@]}" --resume "$RESUME" "${TRAIN_ARGS[@]}")
+if [[ "$DEBUG" == 1 ]]; then
+  CMD=("$PY" "${TRAIN[@]}" --debug)
+  [[ "$FORCE_CPU" == 0 ]] || CMD=(env CUDA_VISIBLE_DEVICES= "${CMD[@]}")
+else
+  GPUS=0; [[ "$FORCE_CPU" == 1 ]] || GPUS="$(count_gpus)"
+  if [[ "$GPUS" -gt 0 ]]; then
+    if [[ -z "$DEVICES" ]]; then
+      # --devices takes labels of CUDA_VISIBLE_DEVICES when it is set, else 0..N-1.
+      if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then DEVICES="$CUDA_VISIBLE_DEVICES"
+      else DEVICES="$(seq -s, 0 $((GPUS - 1)))"; fi
+    fi
+    CMD=("$PY" -m paddle.distributed.launch --devices "$DEVICES" "${LAUNCH_ARGS[@]}"
+         --log_dir "$LOG_DIR" "${TRAIN[@]}")
+  else
+    [[ -z "$DEVICES" ]] || die "--devices given but no GPU is usable (CPU build of Paddle?)"
+    CORES="$(nproc 2>/dev/null || echo 1)"
+    NPROC="${NPROC:-$(( CORES < 2 ? CORES : 2 ))}"
+    THREADS="${OMP_NUM_THREADS:-$(( CORES / NPROC > 0 ? CORES / NPROC : 1 ))}"
+    # CUDA_VISIBLE_DEVICES would make the launcher look for GPUs.
+    CMD=(env -u CUDA_VISIBLE_DEVICES OMP_NUM_THREADS="$THREADS" "$PY" -m paddle.distributed.launch
+         --nproc_per_node "$NPROC" "${LAUNCH_ARGS[@]}" --log_dir "$LOG_DIR" "${TRAIN[@]}")
+  fi
+fi
+
+if [[ "$DRY_RUN" == 1 ]]; then
+  printf '%q ' "${CMD[@]}"; echo
+  exit 0
+fi
+if [[ "$MAX_RESTARTS" -gt 0 ]]; then
+  echo "launch.sh: --max-restarts is reserved; the relaunch loop is not implemented yet (running once)" >&2
+fi
+
+# One training attempt; the demo (data generation before, evaluation/export/prediction after)
+# and the relaunch-with-resume loop wrap this function.
+run_training() {
+  echo "launch.sh: ${CMD[*]}"
+  "${CMD[@]}"
+}
+
+run_training
