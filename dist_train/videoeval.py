@@ -251,7 +251,15 @@ def build_report(probs, labels, num_clips, clip_correct, video_names, names, top
 
 
 def evaluate_videos(cfg, weights: str, out_dir: str | None = None) -> dict:
-    """COLLECTIVE: video-level evaluation of ``weights`` on the test list (data.test_list, else
+    """COLLECTIVE: video-level evaluation of ``weights`` (a .pdparams file or checkpoint
+    directory) with the model of ``cfg``; see ``evaluate_model``."""
+    return evaluate_model(cfg, load_eval_model(cfg, weights), out_dir,
+                          source=os.path.abspath(weights))
+
+
+def evaluate_model(cfg, model: nn.Layer, out_dir: str | None = None, source: str = "") -> dict:
+    """COLLECTIVE: video-level evaluation of ``model`` (uint8 clips -> logits, e.g. an EvalModel
+    around the trained network) on the test list (data.test_list, else
     data.val_list) with data.test_crops crops. Rank 0 writes report.json, the confusion matrix
     (CSV + PNG) and per-video probabilities to ``out_dir`` (default ``<run.dir>/eval``). Every
     rank returns the report.
@@ -261,15 +269,19 @@ def evaluate_videos(cfg, weights: str, out_dir: str | None = None) -> dict:
     rank, world_size = dist.get_rank(), dist.get_world_size()
     dataset = factory.build_eval_dataset(cfg, "test")
     names = class_names(cfg)
-    model = load_eval_model(cfg, weights)
     started = time.monotonic()
     # A rank that cannot read a video must still join the gather, or the others would wait for
     # it until the collective timeout; the failure travels with the records instead.
+    was_training = model.training
+    model.eval()  # BatchNorm running statistics; the caller's mode is restored below
     try:
         records, failure = _video_records(model, dataset, cfg["eval.batch_size"], rank,
                                           world_size, cfg["data.num_workers"]), None
     except BadSampleError as e:
         records, failure = {}, str(e)
+    finally:
+        if was_training:
+            model.train()
     merged, rank_videos = gather_records(records, dataset.num_videos, failure)
     ordered = [merged[v] for v in range(dataset.num_videos)]
     probs = np.stack([r[0] for r in ordered])
@@ -277,7 +289,7 @@ def evaluate_videos(cfg, weights: str, out_dir: str | None = None) -> dict:
                           [r[3] for r in ordered], dataset.video_names, names, cfg["eval.topk"])
     report.update({"num_items": int(sum(r[1] for r in ordered)), "crops": dataset.num_crops,
                    "world_size": world_size, "batch_size_per_rank": cfg["eval.batch_size"],
-                   "rank_videos": rank_videos, "weights": os.path.abspath(weights),
+                   "rank_videos": rank_videos, "weights": source,
                    "list": cfg["data.test_list"] or cfg["data.val_list"],
                    "seconds": round(time.monotonic() - started, 3)})
     if rank == 0:

@@ -185,3 +185,14 @@ def test_unreadable_video_in_a_loader_worker_names_the_file(fx, tmp_path):
     cfg = _cfg(fx, **_list_with_broken_video(fx, tmp_path), **{"data.num_workers": 1})
     with pytest.raises(EvalDataError, match="v_broken.avi: OpenCV cannot open"):
         evaluate_videos(cfg, fx["weights"], str(tmp_path / "eval"))
+
+
+def test_evaluate_model_uses_eval_mode_and_restores_the_callers_mode(fx, tmp_path):
+    from dist_train.videoeval import evaluate_model, load_eval_model
+
+    model = load_eval_model(_cfg(fx), fx["weights"])
+    reference = evaluate_model(_cfg(fx), model, str(tmp_path / "a"))
+    model.train()
+    again = evaluate_model(_cfg(fx), model, str(tmp_path / "b"))
+    assert model.training
+    assert [v["topk"] for v in again["videos"]] == [v["topk"] for v in reference["videos"]]
