@@ -120,8 +120,8 @@ SCHEMA: dict[str, Key] = {
     "log.visualdl": Key("bool", True, "write VisualDL scalars under <run.dir>/vdl"),
     # --- export ---
     "export.at_end": Key("bool", True, "export the best model at the end of training"),
-    "export.format": Key("str", "pir", "inference format: pir (.json, Paddle 3) or legacy (.pdmodel)",
-                         ("pir", "legacy")),
+    "export.format": Key("str", "auto", "inference format: pir (.json, Paddle 3), legacy (.pdmodel, "
+                         "readable by 2.x) or auto (pir on Paddle 3, legacy on 2.x)", ("auto", "pir", "legacy")),
 }
 
 

@@ -16,8 +16,8 @@ def parse_args(argv=None):
     parser.add_argument("-c", "--config", help="YAML config of the model (as used for training)")
     parser.add_argument("--weights", required=True, help=".pdparams file or checkpoint directory")
     parser.add_argument("--out", required=True, help="export directory (replaced atomically)")
-    parser.add_argument("--format", choices=("pir", "legacy"),
-                        help="program format (default: export.format; legacy on Paddle 2.x)")
+    parser.add_argument("--format", choices=("auto", "pir", "legacy"),
+                        help="program format (default: export.format; auto = pir on Paddle 3, legacy on 2.x)")
     parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, repeatable")
     return parser.parse_args(argv)

@@ -145,15 +145,12 @@ def _export_in_fresh_process(cfg, weights: str, out_dir: str) -> str:
 
 def export_model(cfg, weights: str, out_dir: str, fmt: str | None = None) -> str:
     """Export ``weights`` (a .pdparams file or checkpoint directory) with the model of ``cfg``
-    to ``out_dir``; ``fmt`` 'pir' | 'legacy' (default: export.format, legacy on Paddle 2.x).
+    to ``out_dir``; ``fmt`` 'pir' | 'legacy' | 'auto' (default: export.format).
     Not collective: call it on rank 0 only. Returns ``out_dir``."""
     if fmt is None:
         fmt = cfg["export.format"]
-        if fmt == "pir" and compat.paddle_major() < 3:  # the schema default assumes Paddle 3
-            logging.getLogger("dist_train").info(
-                "export.format 'pir' needs Paddle 3; Paddle %s writes the legacy format",
-                compat.paddle_version())
-            fmt = "legacy"
+    if fmt == "auto":
+        fmt = compat.default_export_format()
     fmt = compat.check_export_format(fmt)
     if fmt == "legacy" and compat.pir_enabled():
         return _export_in_fresh_process(cfg, weights, out_dir)
