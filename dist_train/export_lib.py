@@ -7,7 +7,6 @@ the previous complete export or the new complete one.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import subprocess
