@@ -2,6 +2,7 @@
 from .datasets import EvalClipDataset, TrainClipDataset, sample_video_test_clips
 from .lists import read_list
 from .readers import FrameFolderReader, VideoReader
+from .store import PackedStoreReader
 
 
 def build_reader(cfg):
@@ -11,8 +12,7 @@ def build_reader(cfg):
     if source == "video":
         return VideoReader(cfg["data.root"], cfg["data.video_ext"])
     if source == "packed":
-        raise NotImplementedError("data.source 'packed' (the uint8 clip store) is not "
-                                  "implemented yet: use data.source=frames or video")
+        return PackedStoreReader(cfg["data.root"])  # data.root is the store directory
     raise ValueError(f"unknown data.source {source!r}: use frames, video or packed")
 
 
