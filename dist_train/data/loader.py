@@ -1,0 +1,208 @@
+"""Batch loaders: the stock ``paddle.io.DataLoader`` and a shared-memory loader with less copying.
+
+Paddle's DataLoader pickles every sample from a worker process to the trainer (REFERENCE §4:
+about 1,600-1,700 uint8 clips/s per worker, less than one worker produces). ``ShmBatchLoader``
+instead forks worker processes that write each batch's clips straight into a ring of shared
+batch buffers mapped before the fork; only the slot number and the small fields (labels,
+indices) cross a pipe. The trainer copies a finished slot once into a tensor (the copy a GPU
+needs anyway) and hands the slot back.
+
+Both loaders yield the same batches, in the same order: a list ``[clips, field1, ...]`` of
+``paddle.Tensor``; ``clips`` is the stacked first item field (uint8 ``[B, 3, T, H, W]``), the other
+fields (labels, video/clip indices) are int64 ``[B]``. The sampler yields lists of dataset keys.
+"""
+import mmap
+import multiprocessing
+import os
+import queue
+import traceback
+
+import numpy as np
+
+LOADER_KINDS = ("shm", "stock")
+
+
+def make_loader(dataset, batch_sampler, num_workers, kind="shm", prefetch_batches=2,
+                timeout_s=600):
+    """The trainer's loader: ``for clips, labels in make_loader(ds, sampler, n): ...``.
+
+    kind 'shm' (ShmBatchLoader, default) or 'stock' (paddle.io.DataLoader with the same
+    sampler). ``num_workers`` 0 loads in the calling process.
+    """
+    if kind == "shm":
+        return ShmBatchLoader(dataset, batch_sampler, num_workers, prefetch_batches, timeout_s)
+    if kind == "stock":
+        import paddle
+        return paddle.io.DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
+                                    prefetch_factor=prefetch_batches, timeout=timeout_s if
+                                    num_workers else 0)
+    raise ValueError(f"unknown loader kind {kind!r}: use one of {LOADER_KINDS}")
+
+
+def _to_tensors(clips, fields):
+    import paddle
+    out = [paddle.to_tensor(clips)]
+    out.extend(paddle.to_tensor(np.asarray(f, dtype=np.int64)) for f in fields)
+    return out
+
+
+def _split_items(items):
+    """[(clip, a, b), ...] -> (list of clips, [[a...], [b...]])."""
+    return [it[0] for it in items], [list(column) for column in zip(*[it[1:] for it in items])]
+
+
+class _Ring:
+    """``slots`` batch buffers of ``slot_bytes`` in one anonymous shared mapping (survives fork)."""
+
+    def __init__(self, slots, slot_bytes):
+        self.slots, self.slot_bytes = slots, slot_bytes
+        self.buffer = mmap.mmap(-1, slots * slot_bytes, flags=mmap.MAP_SHARED)
+
+    def view(self, slot, shape, dtype):
+        count = int(np.prod(shape))
+        return np.frombuffer(self.buffer, dtype, count, slot * self.slot_bytes).reshape(shape)
+
+
+def _worker_loop(dataset, ring, clip_shape, clip_dtype, tasks, results, parent_pid):
+    """Fill slots: task (batch_no, slot, keys) -> result (batch_no, slot, fields, error)."""
+    while True:
+        try:
+            task = tasks.get(timeout=5)
+        except queue.Empty:
+            if os.getppid() != parent_pid:  # the trainer died: do not linger
+                return
+            continue
+        if task is None:
+            return
+        batch_no, slot, keys = task
+        try:
+            out = ring.view(slot, (len(keys),) + clip_shape, clip_dtype)
+            fields = []
+            for k, key in enumerate(keys):
+                item = dataset[key]
+                if item[0].shape != clip_shape or item[0].dtype != clip_dtype:
+                    raise ValueError(f"sample {key!r} has shape {item[0].shape} {item[0].dtype}, "
+                                     f"the batch buffers hold {clip_shape} {clip_dtype}")
+                out[k] = item[0]
+                fields.append(item[1:])
+            results.put((batch_no, slot, [list(c) for c in zip(*fields)], None))
+        except Exception:  # reported to and raised by the trainer process
+            results.put((batch_no, slot, None, traceback.format_exc()))
+
+
+class ShmBatchLoader:
+    """Worker processes write batches into shared memory; see the module docstring.
+
+    Workers are forked at the first ``iter()`` and persist across epochs (keys travel with each
+    task, so ``batch_sampler.set_epoch`` needs no new workers; the dataset object is the one of
+    fork time). An abandoned or failed iteration stops them; ``close()`` stops them. The first
+    sample of the first batch is loaded in the trainer to size the buffers; samples
+    of other shapes raise an error.
+    """
+
+    def __init__(self, dataset, batch_sampler, num_workers=1, prefetch_batches=2, timeout_s=600):
+        self.dataset = dataset
+        self.batch_sampler = batch_sampler
+        self.num_workers = int(num_workers)
+        self.prefetch_batches = max(1, int(prefetch_batches))
+        self.timeout_s = timeout_s
+        self._ring = self._worker_ring = self._layout = None
+        self._workers = []
+
+    def __len__(self):
+        return len(self.batch_sampler)
+
+    def __iter__(self):
+        batches = [list(b) for b in self.batch_sampler]
+        if not batches:
+            return
+        if self.num_workers == 0:
+            for keys in batches:
+                clips, fields = _split_items([self.dataset[k] for k in keys])
+                yield _to_tensors(np.stack(clips), fields)
+            return
+        yield from self._iter_workers(batches)
+
+    def _ensure_ring(self, batches):
+        if self._layout is None:  # probe one sample (once) for the clip shape and dtype
+            probe = self.dataset[batches[0][0]][0]
+            self._layout = (tuple(probe.shape), probe.dtype)
+        shape, dtype = self._layout
+        slot_bytes = max(len(b) for b in batches) * int(np.prod(shape)) * np.dtype(dtype).itemsize
+        slots = self.num_workers * self.prefetch_batches
+        ring = self._ring
+        if ring is None or ring.slots != slots or ring.slot_bytes < slot_bytes:
+            self._ring = ring = _Ring(slots, slot_bytes)
+        return ring, shape, dtype
+
+    def _start_workers(self, ring, shape, dtype):
+        context = multiprocessing.get_context("fork")
+        self._tasks, self._results = context.Queue(), context.Queue()
+        self._workers = [context.Process(target=_worker_loop, daemon=True,
+                                         args=(self.dataset, ring, shape, dtype, self._tasks,
+                                               self._results, os.getpid()))
+                         for _ in range(self.num_workers)]
+        for worker in self._workers:
+            worker.start()
+
+    def close(self):
+        """Stop the worker processes (also done at garbage collection and interpreter exit)."""
+        workers, self._workers = self._workers, []
+        for _ in workers:
+            self._tasks.put(None)
+        for worker in workers:
+            worker.join(timeout=5)
+            if worker.is_alive():
+                worker.terminate()
+                worker.join()
+        if workers:
+            self._tasks.cancel_join_thread()
+            self._results.cancel_join_thread()
+
+    def __del__(self):
+        if getattr(self, "_workers", None):
+            self.close()
+
+    def _iter_workers(self, batches):
+        ring, shape, dtype = self._ensure_ring(batches)
+        if not self._workers or ring is not self._worker_ring:
+            self.close()
+            self._start_workers(ring, shape, dtype)
+            self._worker_ring = ring
+        free = list(range(ring.slots))
+        sent, pending, clean = 0, {}, False
+        try:
+            for batch_no in range(len(batches)):
+                while free and sent < len(batches):
+                    self._tasks.put((sent, free.pop(), batches[sent]))
+                    sent += 1
+                while batch_no not in pending:
+                    number, slot, fields, error = self._get()
+                    if error:
+                        raise RuntimeError(f"loader worker failed on batch {number}:\n{error}")
+                    pending[number] = (slot, fields)
+                slot, fields = pending.pop(batch_no)
+                clips = ring.view(slot, (len(batches[batch_no]),) + shape, dtype)
+                batch = _to_tensors(clips, fields)  # copies out of the slot
+                free.append(slot)
+                yield batch
+            clean = True
+        finally:
+            if not clean:
+                # Abandoned or failed: in-flight batches would land in the next iteration.
+                self.close()
+
+    def _get(self):
+        waited = 0.0
+        while True:
+            try:
+                return self._results.get(timeout=1.0)
+            except queue.Empty:
+                waited += 1.0
+                dead = [w.pid for w in self._workers if not w.is_alive()]
+                if dead:
+                    raise RuntimeError(f"loader worker process(es) {dead} died (killed, or out "
+                                       f"of memory?)") from None
+                if waited >= self.timeout_s:
+                    raise RuntimeError(f"no batch from the loader workers in {waited:.0f} s") \
+                        from None

@@ -1,0 +1,171 @@
+"""Data-path benchmark on ONE CPU core: JPEG frames, raw video, packed store, loaders.
+
+Generates its own synthetic UCF-101-like data (320x240 textured motion videos, XviD) in a temp
+directory, extracts JPEG frames, packs a store at short side 128, then times training clips
+(16x112x112 uint8, multi-scale corner crop + flip: the dataset item) per source. Everything runs
+pinned to one CPU (os.sched_setaffinity) with one OpenCV/OMP thread; loader workers inherit the
+pin, so "through the loader, 1 worker" means worker and trainer share that core.
+
+Cold cache: the store's shards are evicted with posix_fadvise(DONTNEED) (no root needed) before
+one clip of every video is read. Ends by printing ONE JSON object on the last line (--json).
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dist_train.data.datasets import TrainClipDataset  # noqa: E402
+from dist_train.data.extract import extract_video, find_videos  # noqa: E402
+from dist_train.data.lists import ListEntry  # noqa: E402
+from dist_train.data.loader import make_loader  # noqa: E402
+from dist_train.data.readers import FrameFolderReader, VideoReader, read_rgb_image  # noqa: E402
+from dist_train.data.sampler import GlobalBatchSampler  # noqa: E402
+from dist_train.data.store import (PackedStoreReader, evict_from_page_cache,  # noqa: E402
+                                   pack_store)
+from dist_train.data.synthetic import make_synthetic  # noqa: E402
+
+JPG = "img_{:05d}.jpg"
+
+
+def make_data(tmp, videos_per_class, frames):
+    make_synthetic(os.path.join(tmp, "syn"), num_classes=2, videos_per_class=videos_per_class,
+                   seed=0, height=240, width=320, min_frames=frames, max_frames=frames + 20)
+    videos_root = os.path.join(tmp, "syn", "UCF-101")
+    names = find_videos(videos_root)
+    counts = {v: extract_video(os.path.join(videos_root, v + ".avi"),
+                               os.path.join(tmp, "frames", v), JPG) for v in names}
+    pack_store("frames", os.path.join(tmp, "frames"), os.path.join(tmp, "store"),
+               short_side=128, workers=1, log=lambda *a: None,
+               progress_stream=open(os.devnull, "w"))
+    # Each video listed 40 times: many loader batches per epoch.
+    entries = [ListEntry(v, counts[v], k % 2) for k, v in enumerate(names * 40)]
+    return videos_root, entries
+
+
+def rate(fn, keys, seconds):
+    """Clips per second of fn(key) over keys (cycled) for about ``seconds``."""
+    fn(keys[0])  # warm-up: opens maps, imports
+    done, start = 0, time.perf_counter()
+    while True:
+        for key in keys:
+            fn(key)
+            done += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return done / elapsed
+
+
+def loader_rate(dataset, kind, workers, batch, seconds):
+    sampler = GlobalBatchSampler(len(dataset), batch, seed=0)
+    loader = make_loader(dataset, sampler, workers, kind=kind)
+    done, start, epoch = 0, time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        sampler.set_epoch(epoch)
+        for clips, _labels in loader:
+            done += clips.shape[0]
+        epoch += 1
+    return done / (time.perf_counter() - start)
+
+
+def machine(cpu):
+    model = "unknown"
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        model = names[0] if names else model
+    return {"cpu_model": model, "cpus": os.cpu_count(), "pinned_cpu": cpu,
+            "load_avg_1m": os.getloadavg()[0], "python": platform.python_version(),
+            "opencv": cv2.__version__, "numpy": np.__version__}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--json", action="store_true", help="end with one JSON line (default)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    parser.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: last)")
+    parser.add_argument("--videos-per-class", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=16)
+    args = parser.parse_args(argv)
+    cpu = args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    cv2.setNumThreads(1)
+    result = {"machine": machine(cpu), "clip": "uint8 [3,16,112,112], multiscale corner crop + "
+              "flip; frames 320x240 JPEG q95; store short side 128",
+              "cold_cache_method": "posix_fadvise(POSIX_FADV_DONTNEED) on the shard files"}
+    with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
+        t0 = time.time()
+        videos_root, entries = make_data(tmp, args.videos_per_class, 40)
+        result["setup_s"] = round(time.time() - t0, 1)
+        store = PackedStoreReader(os.path.join(tmp, "store"))
+        datasets = {
+            "jpeg": TrainClipDataset(entries, FrameFolderReader(os.path.join(tmp, "frames"), JPG),
+                                     16, 112, seed=0),
+            "video": TrainClipDataset(entries, VideoReader(videos_root), 16, 112, seed=0),
+            "packed": TrainClipDataset(entries, store, 16, 112, seed=0),
+            # scale 0.875 of short side 128 = 112: corner crops + flip without any resize
+            "packed_noresize": TrainClipDataset(entries, store, 16, 112, seed=0, scales=(0.875,))}
+        keys = [(0, i) for i in range(len(entries))]
+        s = args.seconds
+        frames_reader = datasets["jpeg"].reader
+
+        def decode_only(key):  # the same 16 frames the dataset reads, plain cv2 decode
+            ds = datasets["jpeg"]
+            rng = np.random.default_rng([ds.seed, key[0], key[1]])
+            start = int(rng.integers(0, max(1, entries[key[1]].num_frames - 15)))
+            for i in range(start, start + 16):
+                read_rgb_image(frames_reader.frame_path(entries[key[1]].video,
+                                                        min(i, entries[key[1]].num_frames - 1)))
+
+        result["jpeg_decode_bound_clips_per_s"] = rate(decode_only, keys, s)
+        result["jpeg_clips_per_s"] = rate(datasets["jpeg"].__getitem__, keys, s)
+        result["video_clips_per_s"] = rate(datasets["video"].__getitem__, keys, s)
+        result["packed_clips_per_s"] = rate(datasets["packed"].__getitem__, keys, s)
+        read_keys = [(e.video, list(range(e.num_frames - 16, e.num_frames))) for e in entries]
+        result["packed_noresize_clips_per_s"] = rate(datasets["packed_noresize"].__getitem__,
+                                                     keys, s)
+        result["packed_read_only_clips_per_s"] = rate(lambda k: store.read(*k), read_keys, s)
+        buffer = np.empty((16,) + store.frames(entries[0].video).shape[1:], np.uint8)
+        result["memcpy_bound_clips_per_s"] = rate(
+            lambda k: np.copyto(buffer, store.frames(k[0])[-16:]), read_keys, s)
+        store.close()
+        evicted = evict_from_page_cache(os.path.join(tmp, "store"))
+        cold = PackedStoreReader(os.path.join(tmp, "store"))
+        start = time.perf_counter()
+        for video, indices in read_keys:
+            cold.read(video, indices)
+        result["packed_cold_read_clips_per_s"] = len(read_keys) / (time.perf_counter() - start)
+        result["cold_cache_bytes_evicted"] = evicted
+        cold.close()
+        for name in ("packed", "packed_noresize"):
+            for kind in ("stock", "shm"):
+                for workers in (0, 1):
+                    result[f"{name}_{kind}_loader_{workers}w_clips_per_s"] = loader_rate(
+                        datasets[name], kind, workers, args.batch, s)
+        result["packed_loader_clips_per_s"] = result["packed_shm_loader_1w_clips_per_s"]
+        # Worker on its own core (like REFERENCE §4's per-worker figure): both CPUs allowed.
+        os.sched_setaffinity(0, set(range(os.cpu_count())))
+        for kind in ("stock", "shm"):
+            result[f"packed_noresize_{kind}_loader_1w_2cpu_clips_per_s"] = loader_rate(
+                datasets["packed_noresize"], kind, 1, args.batch, s)
+        os.sched_setaffinity(0, {cpu})
+    result["load_avg_1m_end"] = os.getloadavg()[0]
+    result = {k: round(v, 1) if isinstance(v, float) else v for k, v in result.items()}
+    result["jpeg_fraction_of_bound"] = round(result["jpeg_clips_per_s"]
+                                             / result["jpeg_decode_bound_clips_per_s"], 3)
+    for key, value in result.items():
+        if key != "machine":
+            print(f"# {key}: {value}", file=sys.stderr)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The shared-memory loader yields exactly the stock paddle.io.DataLoader's batches."""
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from dist_train.data.datasets import EvalClipDataset, TrainClipDataset
+from dist_train.data.lists import ListEntry
+from dist_train.data.loader import ShmBatchLoader, make_loader
+from dist_train.data.sampler import EvalBatchSampler, GlobalBatchSampler
+
+
+class ArrayReader:
+    """In-memory textured videos (random noise + gradient), same interface as the readers."""
+
+    def __init__(self, lengths, height=20, width=28, fail_video=None):
+        rng = np.random.default_rng(7)
+        ramp = np.linspace(0, 120, width, dtype=np.float32)[None, None, :, None]
+        self.videos = {f"C/v{k}": (rng.integers(0, 130, (n, height, width, 3)) + ramp)
+                       .astype(np.uint8) for k, n in enumerate(lengths)}
+        self.fail_video = fail_video
+
+    def read(self, video, indices):
+        if video == self.fail_video:
+            raise ValueError(f"cannot read {video}")
+        return self.videos[video][indices]
+
+
+LENGTHS = [9, 14, 5, 20, 11, 8, 16, 7, 12, 10, 6, 13]
+
+
+def entries():
+    return [ListEntry(f"C/v{k}", n, k % 3) for k, n in enumerate(LENGTHS)]
+
+
+def collect(loader, epochs, sampler=None):
+    out = []
+    for epoch in range(epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        out.extend([[t.numpy() for t in batch] for batch in loader])
+    return out
+
+
+def assert_same_batches(a, b):
+    assert len(a) == len(b) and len(a) > 0
+    for x, y in zip(a, b):
+        assert len(x) == len(y)
+        for u, v in zip(x, y):
+            assert u.dtype == v.dtype and u.shape == v.shape
+            np.testing.assert_array_equal(u, v)
+
+
+def test_train_batches_equal_stock_loader():
+    ds = TrainClipDataset(entries(), ArrayReader(LENGTHS), clip_len=6, crop_size=12, seed=3)
+    sampler = GlobalBatchSampler(len(ds), 4, seed=1)
+    reference = collect(make_loader(ds, sampler, 0, kind="stock"), 2, sampler)
+    assert reference[0][0].dtype == np.uint8 and reference[0][1].dtype == np.int64
+    assert reference[0][0].shape == (4, 3, 6, 12, 12)
+    assert_same_batches(collect(make_loader(ds, sampler, 2, kind="stock"), 2, sampler), reference)
+    for workers in (0, 1, 2):
+        loader = make_loader(ds, sampler, workers, kind="shm", prefetch_batches=2)
+        assert_same_batches(collect(loader, 2, sampler), reference)
+        if workers:
+            assert len(loader._workers) == workers  # persistent across epochs
+            loader.close()
+            assert loader._workers == []
+
+
+def test_eval_batches_equal_stock_loader_with_short_last_batch():
+    ds = EvalClipDataset(entries(), ArrayReader(LENGTHS), clip_len=6, crop_size=12, mode="test",
+                         short_side=16, num_crops=3)
+    sampler = EvalBatchSampler(ds, 5)
+    reference = collect(make_loader(ds, sampler, 0, kind="stock"), 1)
+    assert len(reference[-1][0]) < 5 and len(reference[0]) == 4
+    loader = make_loader(ds, sampler, 2, kind="shm")
+    assert_same_batches(collect(loader, 1), reference)
+    loader.close()
+
+
+def test_abandoned_iteration_restarts_cleanly():
+    ds = TrainClipDataset(entries(), ArrayReader(LENGTHS), clip_len=6, crop_size=12, seed=3)
+    sampler = GlobalBatchSampler(len(ds), 2, seed=1)
+    reference = collect(make_loader(ds, sampler, 0, kind="shm"), 1)
+    loader = make_loader(ds, sampler, 2, kind="shm", prefetch_batches=3)
+    for k, _ in enumerate(loader):
+        if k == 1:
+            break
+    assert_same_batches(collect(loader, 1), reference)
+    loader.close()
+
+
+def test_worker_errors_and_deaths_are_reported():
+    ds = TrainClipDataset(entries(), ArrayReader(LENGTHS, fail_video="C/v3"), clip_len=6,
+                          crop_size=12, seed=3)
+    sampler = GlobalBatchSampler(len(ds), 12, seed=1)
+    loader = ShmBatchLoader(ds, sampler, 1)
+    with pytest.raises(RuntimeError, match="cannot read C/v3"):
+        list(loader)
+    good = TrainClipDataset(entries(), ArrayReader(LENGTHS), clip_len=6, crop_size=12, seed=3)
+    loader = ShmBatchLoader(good, GlobalBatchSampler(len(ds), 2, seed=1), 1, timeout_s=30)
+    iterator = iter(loader)
+    next(iterator)
+    os.kill(loader._workers[0].pid, signal.SIGKILL)
+    with pytest.raises(RuntimeError, match="died"):
+        list(iterator)
+    assert loader._workers == []
