@@ -59,6 +59,9 @@ def debug_config(cfg):
 
 
 def check_batch(cfg, world: int) -> None:
+    if cfg["train.compile"]:
+        raise ConfigError("train.compile: compiling the training model (paddle.jit.to_static) is "
+                          "not supported by this trainer yet; set train.compile=false")
     unit = world * cfg["train.accum_steps"]
     if cfg["train.accum_steps"] < 1 or cfg["train.batch_size"] % unit:
         raise ConfigError(
@@ -235,6 +238,8 @@ def train_loop(cfg, state, model, train_model, network, optimizer, scaler, sched
             if is_best:
                 state["best_metric"], state["best_epoch"] = val["val_top1"], epoch
             row.update(val, is_best=is_best)
+        if cfg["data.skip_bad_samples"]:
+            row["bad_samples"] = int(dist.all_reduce_sum(train_loader.dataset.reset_bad_sample_count()))
         metrics.write(row)
         log.info(f"epoch {epoch} done: train loss {stats['loss']:.4f} top1 {100 * stats['top1']:.1f}%"
                  + (f", val loss {row['val_loss']:.4f} clip top1 {100 * row['val_top1']:.1f}% on "
