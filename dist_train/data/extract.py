@@ -91,7 +91,6 @@ def extract_video(src_path, dst_dir, template=DEFAULT_FRAME_TEMPLATE, short_side
 
 def _extract_task(args):
     video, src_path, dst_dir, template, short_side, max_missing = args
-    cv2.setNumThreads(1)  # parallelism comes from the worker processes
     try:
         return video, extract_video(src_path, dst_dir, template, short_side, max_missing), None
     except (BadSampleError, OSError, cv2.error) as error:

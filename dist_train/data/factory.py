@@ -17,8 +17,9 @@ def build_reader(cfg):
 
 
 def build_train_dataset(cfg):
+    reader = build_reader(cfg)
     return TrainClipDataset(
-        read_list(cfg["data.train_list"]), build_reader(cfg),
+        read_list(cfg["data.train_list"]), reader,
         clip_len=cfg["data.clip_len"], crop_size=cfg["data.crop_size"], seed=cfg["train.seed"],
         stride=cfg["data.temporal_stride"], train_crop=cfg["data.train_crop"],
         scales=cfg["data.scales"], hflip=cfg["data.hflip"],
@@ -29,6 +30,7 @@ def build_eval_dataset(cfg, mode):
     """mode 'val': data.val_clips clips per video from data.val_list, one centre crop;
     mode 'test': every clip of each video (data.test_list, else data.val_list) with
     data.test_crops crops."""
+    reader = build_reader(cfg)
     if mode == "val":
         list_path, crops = cfg["data.val_list"], 1
     elif mode == "test":
@@ -36,7 +38,7 @@ def build_eval_dataset(cfg, mode):
     else:
         raise ValueError(f"eval mode must be 'val' or 'test', got {mode!r}")
     return EvalClipDataset(
-        read_list(list_path), build_reader(cfg), clip_len=cfg["data.clip_len"],
+        read_list(list_path), reader, clip_len=cfg["data.clip_len"],
         crop_size=cfg["data.crop_size"], mode=mode, val_clips=cfg["data.val_clips"],
         stride=cfg["data.temporal_stride"], short_side=cfg["data.eval_short_side"],
         num_crops=crops, skip_bad_samples=cfg["data.skip_bad_samples"])

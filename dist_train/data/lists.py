@@ -71,7 +71,8 @@ def write_text_atomic(path, text):
 
 
 def write_list(path, entries):
-    write_text_atomic(path, "".join(f"{e.video} {e.num_frames} {e.label}\n" for e in entries))
+    write_text_atomic(path, "".join(f"{video} {num_frames} {label}\n"
+                                    for video, num_frames, label in entries))
 
 
 def read_class_ind(path):

@@ -14,6 +14,11 @@ import numpy as np
 
 DEFAULT_FRAME_TEMPLATE = "img_{:05d}.jpg"
 
+# OpenCV's internal thread pool does not survive fork(): a forked DataLoader or extraction worker
+# that calls cv2 after the parent used it can hang forever. Parallelism comes from processes
+# here, so keep OpenCV single-threaded in every process that imports the data package.
+cv2.setNumThreads(1)
+
 
 class BadSampleError(RuntimeError):
     """A frame or video could not be read; ``path`` names the file."""
