@@ -75,6 +75,7 @@ SCHEMA: dict[str, Key] = {
     "data.val_clips": Key("int", 3, "evenly spaced clips per video in validation"),
     "data.test_crops": Key("int", 1, "spatial crops per clip in video-level evaluation", (1, 3)),
     "data.num_workers": Key("int", 2, "DataLoader worker processes per rank"),
+    "data.loader": Key("str", "shm", "batch loader: shm (workers write into shared memory) or stock (paddle.io.DataLoader)", ("shm", "stock")),
     "data.skip_bad_samples": Key("bool", False, "replace unreadable samples by the next index (counted)"),
     # --- train ---
     "train.epochs": Key("int", 200, "training epochs"),

@@ -119,6 +119,9 @@ class PackedStoreReader:
     """
 
     def __init__(self, store_dir):
+        if not store_dir:
+            raise StoreError("data.source 'packed' needs data.root = the store directory built "
+                             "by data_tools/pack_clips.py")
         self.root = store_dir
         index = load_index(store_dir)
         check_shard_sizes(store_dir, index)

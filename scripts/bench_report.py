@@ -1,0 +1,113 @@
+"""Benchmark results for the README: collect bench outputs into a committed JSON, print markdown.
+
+    python scripts/bench_data.py --json > /tmp/data.txt
+    python scripts/bench_train.py --json > /tmp/train.txt
+    python scripts/bench_report.py collect benchmarks/cpu_2core.json --data /tmp/data.txt \\
+        --train /tmp/train.txt --note "quiet machine"
+    python scripts/bench_report.py markdown benchmarks/cpu_2core.json   # table for the README
+
+``collect`` takes the LAST line of each output (the one JSON object) and writes the file
+atomically. The README table is generated from that file only.
+"""
+import argparse
+import json
+import os
+import sys
+
+# (key, label, target text or "") in README order.
+DATA_ROWS = [
+    ("jpeg_decode_bound_clips_per_s", "JPEG decode only (bound)", ""),
+    ("jpeg_clips_per_s", "JPEG frames -> clip", ">= 80% of the bound"),
+    ("video_clips_per_s", "raw video (XviD) -> clip", ""),
+    ("packed_clips_per_s", "packed store -> clip (multi-scale crop + resize)", ">= 3,000"),
+    ("packed_noresize_clips_per_s", "packed store -> clip (112 corner crop, no resize)", ""),
+    ("packed_read_only_clips_per_s", "packed store, slicing only", ""),
+    ("memcpy_bound_clips_per_s", "memcpy of the same bytes (bound)", ""),
+    ("packed_cold_read_clips_per_s", "packed store, cold page cache (fadvise)", ""),
+    ("packed_stock_loader_1w_clips_per_s", "stock paddle DataLoader, 1 worker", ""),
+    ("packed_loader_clips_per_s", "shared-memory loader, 1 worker", ">= 1,500"),
+    ("packed_noresize_stock_loader_1w_2cpu_clips_per_s", "stock loader, 1 worker on its own core (no resize)", ""),
+    ("packed_noresize_shm_loader_1w_2cpu_clips_per_s", "shared-memory loader, 1 worker on its own core (no resize)", ""),
+]
+TRAIN_ROWS = [
+    ("clips_per_s_1proc", "trainer, 1 process (demo config)", ""),
+    ("clips_per_s_2proc", "trainer, 2 processes", ">= 1.6 x 1 process"),
+    ("speedup_2proc", "2-process speed-up", ">= 1.6"),
+    ("data_wait_fraction", "data wait (1 process, 1 worker)", "< 5%"),
+]
+
+
+def last_json_line(path):
+    with open(path, encoding="utf-8") as f:
+        lines = [line for line in f.read().splitlines() if line.strip()]
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError) as error:
+        raise SystemExit(f"{path}: the last line is not one JSON object ({error})")
+
+
+def collect(out, data, train, note):
+    result = json.load(open(out)) if os.path.exists(out) else {}
+    if data:
+        result["bench_data"] = last_json_line(data)
+    if train:
+        result["bench_train"] = last_json_line(train)
+    if note:
+        result["note"] = note
+    tmp = f"{out}.tmp{os.getpid()}"
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, out)
+
+
+def fmt(value):
+    if isinstance(value, (int, float)):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return "n/a" if value is None else str(value)
+
+
+def markdown(path):
+    result = json.load(open(path, encoding="utf-8"))
+    data, train = result.get("bench_data", {}), result.get("bench_train", {})
+    machine = data.get("machine", {})
+    lines = [f"Measured on {machine.get('cpu_model', '?')} ({machine.get('cpus', '?')} CPUs); "
+             f"{result.get('note', '')}".rstrip(), "",
+             "| data path, one CPU core (clips/s, 16x112x112 uint8) | measured | target |",
+             "|---|---:|---|"]
+    lines += [f"| {label} | {fmt(data.get(key))} | {target} |" for key, label, target in DATA_ROWS
+              if key in data]
+    if train:
+        lines += ["", "| training, CPU (demo config) | measured | target |", "|---|---:|---|"]
+        for key, label, target in TRAIN_ROWS:
+            value = train.get(key)
+            shown = f"{100 * value:.1f}%" if key == "data_wait_fraction" and value is not None \
+                else fmt(value)
+            lines.append(f"| {label} | {shown} | {target} |")
+        for name, rate in train.get("step_clips_per_s", {}).items():
+            lines.append(f"| step only: {name.replace('_', ' ')} | {fmt(rate)} | |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("collect", help="merge bench outputs into a results JSON")
+    c.add_argument("out")
+    c.add_argument("--data", help="output of bench_data.py")
+    c.add_argument("--train", help="output of bench_train.py")
+    c.add_argument("--note", help="machine load and other context")
+    m = sub.add_parser("markdown", help="print the README table")
+    m.add_argument("path")
+    args = parser.parse_args(argv)
+    if args.command == "collect":
+        collect(args.out, args.data, args.train, args.note)
+    else:
+        sys.stdout.write(markdown(args.path))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
