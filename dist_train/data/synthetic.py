@@ -15,8 +15,9 @@ down/up, rotates one way/the other, grows/shrinks, ... The second class of a pai
 exactly like the first and then reversed in time, so per-video order-free statistics (mean
 frame, colour histogram) have the same distribution in both classes; only motion tells them
 apart. Textures, colours, object shape and size, speed, position, background and length are
-random; some videos are shorter than 16 frames. Videos are grouped like UCF-101 (gGG = group
-sharing a background, cCC = clip); the test split takes whole groups (the first ~7/25).
+random; some videos are shorter than 16 frames. Videos are grouped like UCF-101 (gGG = group,
+cCC = clip); the test split takes whole groups (the first ~7/25). A group's background is the
+same in every class, so the scene carries no class information.
 """
 import json
 import os
@@ -153,21 +154,23 @@ def make_synthetic(out, num_classes=8, videos_per_class=30, seed=0, height=96, w
     if num_groups < 2:
         raise ValueError("--videos-per-class must be > 4 so that train and test both get groups")
     videos, train, test, heldout = {}, [], [], []
+    # Group g has the same background in every class (like one scene filmed for all actions):
+    # a background tied to a class would let a network memorise scenes of the training groups
+    # instead of learning motion, and fail on the unseen scenes of the test groups.
+    backgrounds = {}
     for pair_index, (forward, backward, motion) in enumerate(pairs):
         for reverse, class_name in ((False, forward), (True, backward)):
             label = classes.index(class_name)
             folder = os.path.join(out, "UCF-101", class_name)
             os.makedirs(folder, exist_ok=True)
-            backgrounds = {}
             for k in range(videos_per_class + 1):
                 is_heldout = k == videos_per_class
                 group = HELDOUT_GROUP if is_heldout else k // CLIPS_PER_GROUP + 1
                 clip = 1 if is_heldout else k % CLIPS_PER_GROUP + 1
                 rng = np.random.default_rng([seed, pair_index, int(reverse), k])
-                if group not in backgrounds:  # clips of a group share a background (as in UCF)
+                if group not in backgrounds:
                     backgrounds[group] = random_background(
-                        np.random.default_rng([seed, pair_index, int(reverse), 1000 + group]),
-                        height, width)
+                        np.random.default_rng([seed, 1000 + group]), height, width)
                 length = int(rng.integers(min_frames, max_frames + 1))
                 frames = render_video(rng, motion, length, height, width, backgrounds[group])
                 if reverse:
