@@ -38,8 +38,9 @@ TRAIN_ROWS = [
 
 
 def last_json_line(path):
+    """The last line starting with '{' (a wrapper may append lines such as an exit code)."""
     with open(path, encoding="utf-8") as f:
-        lines = [line for line in f.read().splitlines() if line.strip()]
+        lines = [line for line in f.read().splitlines() if line.startswith("{")]
     try:
         return json.loads(lines[-1])
     except (IndexError, json.JSONDecodeError) as error:

@@ -197,6 +197,7 @@ def main(argv=None):
         result["step_clips_per_s"][name] = rate
     # Same seed and batch: every setting must give the same first loss (correctness check).
     reference = first_losses.get("eager_NCDHW_1thread")
+    result["step_first_loss"] = first_losses
     result["step_first_loss_max_abs_diff"] = max(
         (abs(v - reference) for v in first_losses.values()), default=None) if reference else None
     kernels = step_child("NCDHW", False, 1, 1, profile=True, onednn_verbose=True)
