@@ -54,6 +54,7 @@ def test_conversion_keeps_state_dict_keys_and_reverts():
     assert kind == "plain" and sync_bn.count_sync_layers(same) == 0
 
 
+@pytest.mark.multiproc
 def test_two_ranks_match_one_rank_with_the_whole_batch(tmp_path):
     out = str(tmp_path)
     run_cli(["tests/sync_bn_probe.py", out, "sync"])

@@ -3,12 +3,14 @@ clips == 1 rank x 4 micro-steps x 2 clips == 1 rank x 8 clips (BatchNorm frozen)
 import os
 
 import numpy as np
+import pytest
 import paddle
 
 from dist_train import engine
 from helpers import launch, run_cli
 
 
+@pytest.mark.multiproc
 def test_accumulation_on_two_ranks_equals_one_batch(tmp_path):
     out = str(tmp_path)
     run_cli(["tests/accum_probe.py", out, "1"])

@@ -37,6 +37,7 @@ def assert_same_weights(run_a, run_b):
         np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-5, err_msg=key)
 
 
+@pytest.mark.multiproc
 def test_two_ranks_with_sync_bn_match_one_rank(single, tmp_path):
     cfg, run_single = single
     run = str(tmp_path / "run")
@@ -54,6 +55,7 @@ def test_two_ranks_with_sync_bn_match_one_rank(single, tmp_path):
     assert second[-1]["val_loss"] == pytest.approx(first[-1]["val_loss"], rel=1e-4)
 
 
+@pytest.mark.multiproc
 def test_two_nodes_on_loopback_match_one_rank(single, tmp_path):
     cfg, run_single = single
     run, port = str(tmp_path / "run"), free_port()
