@@ -1,4 +1,7 @@
-"""Write the synthetic motion dataset in the UCF-101 layout (see dist_train/data/synthetic.py)."""
+"""Write the synthetic motion dataset in the UCF-101 layout (see dist_train/data/synthetic.py).
+
+The defaults write the demo dataset of configs/demo.yaml (4 classes x 300 videos, 64x80).
+"""
 import argparse
 import sys
 import time
@@ -10,13 +13,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", required=True, help="output directory (UCF-101/, "
                         "ucfTrainTestlist/, heldout/, synthetic.json)")
-    parser.add_argument("--classes", type=int, default=8, help="number of classes (even, <= 12)")
-    parser.add_argument("--videos-per-class", type=int, default=30)
+    parser.add_argument("--classes", type=int, default=4, help="number of classes (even, <= 12)")
+    parser.add_argument("--videos-per-class", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--height", type=int, default=96)
-    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--height", type=int, default=64)
+    parser.add_argument("--width", type=int, default=80)
     parser.add_argument("--min-frames", type=int, default=12)
-    parser.add_argument("--max-frames", type=int, default=44)
+    parser.add_argument("--max-frames", type=int, default=24)
     parser.add_argument("--fourcc", default="XVID", help="AVI codec: XVID (like UCF-101) or MJPG")
     args = parser.parse_args(argv)
     start = time.time()
