@@ -25,6 +25,7 @@ import paddle
 from dist_train import checkpoint, dist, engine, optim, sync_bn
 from dist_train.config import ConfigError, load_config
 from dist_train.data import factory
+from dist_train.data.loader import make_loader
 from dist_train.data.sampler import EvalBatchSampler, GlobalBatchSampler
 from dist_train.logs import get_logger, setup_logging
 from dist_train.metrics import MetricsLog, truncate_metrics
@@ -90,7 +91,7 @@ def build_loaders(cfg, rank: int, world: int, debug: bool):
     if debug:
         num_train = min(num_train, DEBUG_TRAIN_BATCHES * cfg["train.batch_size"])
     sampler = GlobalBatchSampler(num_train, cfg["train.batch_size"], rank, world, cfg["train.seed"])
-    train_loader = paddle.io.DataLoader(train_ds, batch_sampler=sampler, num_workers=workers)
+    train_loader = make_loader(train_ds, sampler, workers, cfg["data.loader"])
     val_loader = None
     if cfg["val.every_epochs"] > 0:
         val_ds = factory.build_eval_dataset(cfg, "val")
@@ -98,7 +99,7 @@ def build_loaders(cfg, rank: int, world: int, debug: bool):
         if debug:  # the first videos only; EvalBatchSampler needs just video_clip_ranges
             shardable = types.SimpleNamespace(video_clip_ranges=val_ds.video_clip_ranges[:DEBUG_VAL_VIDEOS])
         val_sampler = EvalBatchSampler(shardable, cfg["val.batch_size"], rank, world)
-        val_loader = paddle.io.DataLoader(val_ds, batch_sampler=val_sampler, num_workers=workers)
+        val_loader = make_loader(val_ds, val_sampler, workers, cfg["data.loader"])
     return sampler, train_loader, val_loader
 
 
@@ -184,6 +185,9 @@ def train(args) -> int:
                    train_loader, val_loader, amp, metrics, on_gpu)
     finally:
         metrics.close()
+        for loader in (train_loader, val_loader):
+            if hasattr(loader, "close"):  # the shared-memory loader's persistent workers
+                loader.close()
     if cfg["export.at_end"]:
         export_at_end(cfg, run_dir)
     return 0
