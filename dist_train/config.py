@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,6 +203,7 @@ def check_value(key: str, value: Any, origin: str) -> Any:
 
 
 _BAD = object()
+_FLOAT_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 def _convert(type_name: str, value: Any) -> Any:
@@ -215,6 +217,8 @@ def _convert(type_name: str, value: Any) -> Any:
     if type_name == "int":
         return value if isinstance(value, int) and not isinstance(value, bool) else _BAD
     if type_name == "float":
+        if isinstance(value, str) and _FLOAT_TEXT.match(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-3 (no dot) as text
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return _BAD
         return float(value)

@@ -28,6 +28,8 @@ def test_defaults_yaml_and_typed_overrides(tmp_path):
     assert cfg["run.dir"] == os.path.abspath("rel/run")  # relative paths resolve against the cwd
     assert cfg["train.batch_size"] == C.SCHEMA["train.batch_size"].default  # untouched default
     assert C.load_config(None, ["train.lr=1"])["train.lr"] == 1.0  # an int is a valid float
+    assert C.load_config(None, ["train.lr=1e-3"])["train.lr"] == 1e-3  # YAML 1.1 reads this as text
+    assert C.load_config(write(tmp_path / "e.yaml", "optim:\n  weight_decay: 5e-4\n"))["optim.weight_decay"] == 5e-4
 
 
 def test_unknown_key_suggests_nearest(tmp_path):
@@ -58,6 +60,8 @@ def test_wrong_type_names_key_and_expected_type(tmp_path):
         C.load_config(None, ["model.sync_bn=1"])
     with pytest.raises(C.ConfigError, match=r"'amp.level' must be one of"):
         C.load_config(None, ["amp.level=O3"])
+    with pytest.raises(C.ConfigError, match=r"'train.lr' expects float, got str '1e-3x'"):
+        C.load_config(None, ["train.lr=1e-3x"])
     with pytest.raises(C.ConfigError, match=r"'train.lr' must not be null"):
         C.load_config(None, ["train.lr=null"])
     with pytest.raises(C.ConfigError, match=r"expected section.key=value"):
