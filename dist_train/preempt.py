@@ -17,12 +17,22 @@ The trainer's part:
    all ranks stop after the same step, and every rank calls the checkpoint save.
 
 ``PREEMPTED_EXIT_CODE`` (75, EX_TEMPFAIL from sysexits.h) means "stopped on a signal, a
-checkpoint was saved": launch.sh does not restart after it.
+checkpoint was saved": launch.sh does not restart after it. ``paddle.distributed.launch`` does
+not pass it on (it exits with the signal number, 15, when it was SIGTERMed itself, else with
+the first failed trainer's code), so rank 0 also writes ``<run.dir>/PREEMPTED`` (JSON: global
+step, checkpoint, signal) before any rank exits; launch.sh removes it before each attempt and
+reads it after the launcher exits.
+
+Test hook (tests only, not a feature): ``DIST_TRAIN_KILL_AT_STEP=k`` SIGKILLs the rank
+``DIST_TRAIN_KILL_RANK`` (default 0) in the middle of global step k: after the backward pass,
+before the optimizer updates the weights. It fires only in a first attempt (launch.sh sets
+``DIST_TRAIN_RESTART`` to the attempt number), so a restarted job does not kill itself again.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import os
 import signal
 import sys
@@ -31,8 +41,12 @@ import time
 
 from . import dist
 from .logs import get_logger
+from .rundir import atomic_write_text
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: temporary failure, resume later
+MARKER_FILE = "PREEMPTED"
+KILL_STEP_ENV, KILL_RANK_ENV, RESTART_ENV = (
+    "DIST_TRAIN_KILL_AT_STEP", "DIST_TRAIN_KILL_RANK", "DIST_TRAIN_RESTART")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 PR_SET_PDEATHSIG = 1
 WATCHDOG_POLL_S = 1.0
@@ -81,6 +95,57 @@ def agree_to_stop() -> bool:
     if agreed and not stop_requested():
         get_logger().info("another rank received a stop signal: stopping after this step")
     return agreed
+
+
+class Preempted(Exception):
+    """Raised by the training loop after the agreed stop step's checkpoint was saved."""
+
+    def __init__(self, global_step: int, checkpoint_path: str):
+        super().__init__(f"stopped on a signal after global step {global_step}; "
+                         f"checkpoint {checkpoint_path}")
+        self.global_step, self.checkpoint_path = global_step, checkpoint_path
+
+
+def marker_path(run_dir: str) -> str:
+    return os.path.join(run_dir, MARKER_FILE)
+
+
+def clear_marker(run_dir: str) -> None:
+    try:
+        os.remove(marker_path(run_dir))
+    except FileNotFoundError:
+        pass
+
+
+def write_marker(run_dir: str, stop: Preempted) -> None:
+    """Rank 0: record a preempted exit for launch.sh (the launcher hides our exit code)."""
+    signum = requested_signal()
+    atomic_write_text(marker_path(run_dir), json.dumps(
+        {"global_step": stop.global_step, "checkpoint": stop.checkpoint_path,
+         "signal": signal.Signals(signum).name if signum else None}) + "\n")
+
+
+# ----------------------------------------------------------------------------- test hook
+def arm_kill_hook(optimizer, rank: int, current_step) -> bool:
+    """TEST HOOK (see the module docstring): SIGKILL this rank inside global step
+    ``DIST_TRAIN_KILL_AT_STEP``, between backward and the weight update. ``current_step()``
+    returns the number of the step in progress (1-based). Returns whether it was armed."""
+    spec = os.environ.get(KILL_STEP_ENV)
+    if (not spec or int(os.environ.get(RESTART_ENV, "0") or 0) > 0
+            or rank != int(os.environ.get(KILL_RANK_ENV, "0"))):
+        return False
+    kill_at, original = int(spec), optimizer.step
+
+    def step_or_die(*args, **kwargs):
+        if current_step() == kill_at:
+            os.write(2, f"[dist_train] {KILL_STEP_ENV}={kill_at}: SIGKILL rank {rank} inside "
+                        "the step (test hook)\n".encode())
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(*args, **kwargs)
+
+    optimizer.step = step_or_die  # GradScaler.step calls optimizer.step() (scaled or not)
+    get_logger().warning(f"test hook armed: rank {rank} will be SIGKILLed inside step {kill_at}")
+    return True
 
 
 # ----------------------------------------------------------------------------- workers

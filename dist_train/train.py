@@ -10,10 +10,18 @@ batch_size / world_size samples of it and splits them into ``train.accum_steps``
 ``--debug``: one process, no loader workers, a small subset (3 global batches, 8 validation
 videos, at most 2 epochs), a NaN/Inf check of loss and gradients every step, a log line every
 step, run directory ``<run.dir>-debug``.
+
+SIGTERM/SIGINT: the ranks agree (one all-reduce per step) to stop after the same step, save a
+checkpoint there, shut the loaders down, rank 0 writes ``<run.dir>/PREEMPTED``, and every rank
+exits with preempt.PREEMPTED_EXIT_CODE (75); see dist_train/preempt.py.
+``DIST_TRAIN_SAMPLE_LOG=1`` (tests): each rank appends, per global step, the dataset keys of
+its share of the batch (the loaders yield the sampler's batches in order) to
+``<run.dir>/samples.rank<R>.jsonl``; a resume cuts the file back to the checkpoint's step.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import sys
@@ -22,7 +30,7 @@ import types
 import numpy as np
 import paddle
 
-from dist_train import checkpoint, dist, engine, optim, sync_bn
+from dist_train import checkpoint, dist, engine, optim, preempt, sync_bn
 from dist_train.config import ConfigError, load_config
 from dist_train.data import factory
 from dist_train.data.loader import make_loader
@@ -30,10 +38,11 @@ from dist_train.data.sampler import EvalBatchSampler, GlobalBatchSampler
 from dist_train.logs import get_logger, setup_logging
 from dist_train.metrics import MetricsLog, truncate_metrics
 from dist_train.models import Preprocess, build_model, finetune
-from dist_train.rundir import prepare_run_dir
+from dist_train.rundir import atomic_write_text, prepare_run_dir
 from dist_train.videoeval import EvalModel, network_options, normalization
 
 DEBUG_TRAIN_BATCHES, DEBUG_VAL_VIDEOS, DEBUG_MAX_EPOCHS = 3, 8, 2
+SAMPLE_LOG_ENV = "DIST_TRAIN_SAMPLE_LOG"
 
 
 def parse_args(argv=None):
@@ -84,6 +93,29 @@ def prepare_run(cfg, accept_change: bool) -> None:
         raise ConfigError(error)
 
 
+class SampleLog:
+    """Per-rank jsonl of the dataset keys each global step consumed (tests compare runs)."""
+
+    def __init__(self, run_dir: str, rank: int, resumed_step: int):
+        self.path = os.path.join(run_dir, f"samples.rank{rank}.jsonl")
+        kept = ""
+        if os.path.exists(self.path):  # cut back to the checkpoint, as metrics.jsonl is
+            with open(self.path, encoding="utf-8") as f:
+                kept = "".join(line for line in f
+                               if line.strip() and json.loads(line)["global_step"] <= resumed_step)
+        atomic_write_text(self.path, kept)
+        self.file = open(self.path, "a", encoding="utf-8")
+
+    def write(self, sampler, epoch: int, step: int, global_step: int) -> None:
+        keys = sampler.rank_slice(sampler.global_batch(step))
+        self.file.write(json.dumps({"global_step": global_step, "epoch": epoch, "step": step,
+                                    "indices": [int(i) for i in keys]}) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
 def build_loaders(cfg, rank: int, world: int, debug: bool):
     workers = cfg["data.num_workers"]
     train_ds = factory.build_train_dataset(cfg)
@@ -132,6 +164,7 @@ def main(argv=None) -> int:
 
 def train(args) -> int:
     cfg = load_config(args.config, args.overrides)
+    preempt.install_handlers()  # before any loader worker is forked
     dist.init()
     if args.debug:
         cfg = debug_config(cfg)
@@ -140,6 +173,8 @@ def train(args) -> int:
     check_batch(cfg, world)
     prepare_run(cfg, args.accept_config_change)
     run_dir = cfg["run.dir"]
+    if rank == 0:
+        preempt.clear_marker(run_dir)
     log = setup_logging(run_dir, rank)
     log.info(f"rank {rank}/{world} on {paddle.device.get_device()}, Paddle {paddle.__version__}, "
              f"run dir {run_dir}")
@@ -179,22 +214,35 @@ def train(args) -> int:
         log.info("the run is already finished (nothing to do); use another run.dir to train again")
         return 0
 
+    preempt.arm_kill_hook(optimizer, rank, lambda: state["global_step"] + 1)  # tests only
     metrics = MetricsLog(run_dir, rank == 0, cfg["log.visualdl"])
+    samples = SampleLog(run_dir, rank, state["global_step"]) if os.environ.get(SAMPLE_LOG_ENV) else None
+    stop = None
     try:
         train_loop(cfg, state, model, train_model, network, optimizer, scaler, schedule, sampler,
-                   train_loader, val_loader, amp, metrics, on_gpu)
+                   train_loader, val_loader, amp, metrics, on_gpu, samples)
+    except preempt.Preempted as e:
+        stop = e
     finally:
         metrics.close()
+        if samples is not None:
+            samples.close()
         for loader in (train_loader, val_loader):
             if hasattr(loader, "close"):  # the shared-memory loader's persistent workers
                 loader.close()
+    if stop is not None:
+        if rank == 0:
+            preempt.write_marker(run_dir, stop)
+        dist.barrier("preempted", timeout_s=20)  # nobody exits before the marker exists
+        log.info(f"{stop}; exit code {preempt.PREEMPTED_EXIT_CODE}")
+        return preempt.PREEMPTED_EXIT_CODE
     if cfg["export.at_end"]:
         export_at_end(cfg, run_dir)
     return 0
 
 
 def train_loop(cfg, state, model, train_model, network, optimizer, scaler, schedule, sampler,
-               train_loader, val_loader, amp, metrics, on_gpu) -> None:
+               train_loader, val_loader, amp, metrics, on_gpu, samples=None) -> None:
     log = get_logger()
     run_dir, epochs = cfg["run.dir"], cfg["train.epochs"]
     spe = sampler.steps_per_epoch
@@ -216,8 +264,13 @@ def train_loop(cfg, state, model, train_model, network, optimizer, scaler, sched
 
     def after_step(global_step, next_step):
         state.update(step_in_epoch=next_step, global_step=global_step)
+        if samples is not None:
+            samples.write(sampler, state["epoch"], next_step - 1, global_step)
+        path = None
         if cfg["ckpt.every_steps"] and global_step % cfg["ckpt.every_steps"] == 0:
-            save()
+            path = save()
+        if preempt.agree_to_stop():  # collective: every rank stops after this same step
+            raise preempt.Preempted(global_step, path or save())
         return max_steps is not None and global_step >= max_steps
 
     for epoch in range(state["epoch"], epochs):

@@ -10,6 +10,10 @@ needs anyway) and hands the slot back.
 Both loaders yield the same batches, in the same order: a list ``[clips, field1, ...]`` of
 ``paddle.Tensor``; ``clips`` is the stacked first item field (uint8 ``[B, 3, T, H, W]``), the other
 fields (labels, video/clip indices) are int64 ``[B]``. The sampler yields lists of dataset keys.
+
+Workers of both kinds ignore SIGTERM/SIGINT and die with their trainer (dist_train/preempt.py):
+the launcher signals a trainer's whole process group, and the trainer needs its workers until it
+has saved and shut them down.
 """
 import mmap
 import multiprocessing
@@ -18,6 +22,8 @@ import queue
 import traceback
 
 import numpy as np
+
+from ..preempt import protect_worker, worker_init_fn
 
 LOADER_KINDS = ("shm", "stock")
 
@@ -35,7 +41,7 @@ def make_loader(dataset, batch_sampler, num_workers, kind="shm", prefetch_batche
         import paddle
         return paddle.io.DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
                                     prefetch_factor=prefetch_batches, timeout=timeout_s if
-                                    num_workers else 0)
+                                    num_workers else 0, worker_init_fn=worker_init_fn)
     raise ValueError(f"unknown loader kind {kind!r}: use one of {LOADER_KINDS}")
 
 
@@ -65,6 +71,7 @@ class _Ring:
 
 def _worker_loop(dataset, ring, clip_shape, clip_dtype, tasks, results, parent_pid):
     """Fill slots: task (batch_no, slot, keys) -> result (batch_no, slot, fields, error)."""
+    protect_worker()
     while True:
         try:
             task = tasks.get(timeout=5)

@@ -1,0 +1,92 @@
+"""Helpers of the kill/resume acceptance tests (tests/test_resume_*.py): tiny configs, reading a
+run's per-step losses and sample ids, and finding processes a test started by an environment tag."""
+import json
+import os
+import time
+import uuid
+
+import numpy as np
+
+from helpers import test_env
+from train_fixtures import final_weights, write_config
+
+TAG_VAR = "DIST_TRAIN_TEST_TAG"
+
+
+def tiny_config(base, name, dataset, run_dir, **extra):
+    """2 epochs x 2 steps (global batch 8), augmentation, 2 loader workers, sync BN, a
+    checkpoint every step (all kept), no validation (its loader would cost time)."""
+    settings = {"train.epochs": 2, "ckpt.every_steps": 1, "ckpt.keep_last": 0,
+                "val.every_epochs": 0}
+    settings.update(extra)
+    return write_config(os.path.join(str(base), f"{name}.yaml"), *dataset, str(run_dir), **settings)
+
+
+def tagged_env(**extra):
+    """(env, tag): a child environment logging sample ids and carrying a unique tag that every
+    descendant process inherits."""
+    tag = uuid.uuid4().hex
+    return test_env(**{TAG_VAR: tag, "DIST_TRAIN_SAMPLE_LOG": "1", **extra}), tag
+
+
+def tagged_processes(tag):
+    """Pids of live (non-zombie) processes whose environment holds ``TAG_VAR=tag``."""
+    needle = f"{TAG_VAR}={tag}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if needle not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{name}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+        except OSError:  # exited meanwhile, or not ours
+            continue
+        found.append(int(name))
+    return found
+
+
+def assert_no_tagged_processes(tag, wait_s=5.0):
+    """No process of the test outlives it; kills stragglers (by pid) before failing."""
+    deadline = time.monotonic() + wait_s
+    while (alive := tagged_processes(tag)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in alive:
+        os.kill(pid, 9)
+    assert not alive, f"processes outlived the run: {alive}"
+
+
+def train_losses(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    return [(r["global_step"], r["loss"]) for r in rows if r["kind"] == "train"]
+
+
+def sample_ids(run_dir, rank=0):
+    with open(os.path.join(run_dir, f"samples.rank{rank}.jsonl")) as f:
+        return [(r["global_step"], r["epoch"], r["indices"]) for r in map(json.loads, f)]
+
+
+def latest_tag(run_dir):
+    with open(os.path.join(run_dir, "checkpoints", "latest")) as f:
+        return f.read().strip()
+
+
+def max_weight_difference(run_a, run_b):
+    """max |a - b| / (1 + |a|) over every tensor of the final weights: absolute for small
+    values, relative for large ones (BN running variances reach ~100, where float32 steps by
+    ~1e-5)."""
+    a, b = final_weights(run_a), final_weights(run_b)
+    assert a.keys() == b.keys() and len(a) > 30
+    return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]) / (1 + np.abs(a[k]))))
+               for k in a)
+
+
+def assert_bitwise_equal_weights(run_a, run_b):
+    a, b = final_weights(run_a), final_weights(run_b)
+    assert a.keys() == b.keys() and len(a) > 30
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key

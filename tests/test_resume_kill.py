@@ -1,0 +1,144 @@
+"""Exact resume after kill -9 inside a step (test hook DIST_TRAIN_KILL_AT_STEP), on another
+world size, after faults in a save, and the restricted --weights loader, all through train.py.
+
+Runs: 2 epochs x 2 optimizer steps of global batch 8 (augmentation on, 2 loader workers, sync
+BN), a checkpoint after every step."""
+import os
+import pickle
+import shutil
+import signal
+
+import numpy as np
+import pytest
+
+from helpers import launch, run_cli
+from resume_helpers import (assert_bitwise_equal_weights, assert_no_tagged_processes,
+                            latest_tag, max_weight_difference, sample_ids, tagged_env,
+                            tiny_config, train_losses)
+from train_fixtures import make_dataset
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    base = tmp_path_factory.mktemp("resume_data")
+    return base, make_dataset(str(base))
+
+
+@pytest.fixture(scope="module")
+def straight(data):
+    """The uninterrupted one-process run."""
+    base, dataset = data
+    run = base / "straight"
+    cfg = tiny_config(base, "straight", dataset, run)
+    env, tag = tagged_env()
+    run_cli(["dist_train/train.py", "-c", cfg], env=env)
+    assert_no_tagged_processes(tag)
+    return cfg, str(run)
+
+
+@pytest.fixture(scope="module")
+def straight_two_ranks(data):
+    base, dataset = data
+    run = base / "straight2"
+    cfg = tiny_config(base, "straight2", dataset, run)
+    env, _ = tagged_env()
+    launch(["dist_train/train.py", "-c", cfg], str(base / "straight2_logs"), env=env)
+    return cfg, str(run)
+
+
+def cut_back(run_dir, tag):
+    """Drop the checkpoints after ``tag`` and point latest at it (as if the run had died there)."""
+    ckpts = os.path.join(run_dir, "checkpoints")
+    keep = int(tag.split("_")[1])
+    for name in os.listdir(ckpts):
+        if name.startswith("step_") and int(name.split("_")[1]) > keep:
+            shutil.rmtree(os.path.join(ckpts, name))
+    with open(os.path.join(ckpts, "latest"), "w") as f:
+        f.write(tag + "\n")
+
+
+@pytest.mark.paddle2
+def test_kill_9_inside_a_step_then_resume_is_bitwise_exact(straight, tmp_path):
+    cfg, run_straight = straight
+    run = str(tmp_path / "run")
+    env, tag = tagged_env(DIST_TRAIN_KILL_AT_STEP="3")
+    killed = run_cli(["dist_train/train.py", "-c", cfg, "-o", f"run.dir={run}"], env=env, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert "SIGKILL rank 0 inside the step" in killed.stderr
+    assert latest_tag(run) == "step_000002"
+    assert_no_tagged_processes(tag)  # the loader workers died with their trainer
+    env, tag = tagged_env()
+    resumed = run_cli(["dist_train/train.py", "-c", cfg, "-o", f"run.dir={run}", "--resume", "auto"],
+                      env=env)
+    assert "resumed at epoch 1 step 0 (global step 2)" in resumed.stdout
+    assert_no_tagged_processes(tag)
+    assert_bitwise_equal_weights(run_straight, run)
+    assert train_losses(run) == train_losses(run_straight)
+    assert [s for s, _ in train_losses(run)] == [1, 2, 3, 4]
+    assert sample_ids(run) == sample_ids(run_straight)
+    assert len(sample_ids(run)) == 4 and all(len(ids) == 8 for _, _, ids in sample_ids(run))
+
+
+@pytest.mark.multiproc
+@pytest.mark.paddle2
+def test_two_rank_checkpoint_resumes_on_one_rank(straight_two_ranks, tmp_path):
+    cfg, run_two = straight_two_ranks
+    run = str(tmp_path / "run")
+    shutil.copytree(run_two, run)
+    cut_back(run, "step_000001")  # the middle of epoch 0
+    proc = run_cli(["dist_train/train.py", "-c", cfg, "-o", f"run.dir={run}", "--resume", "auto",
+                    "--accept-config-change"], env=tagged_env()[0])
+    assert "resumed at epoch 0 step 1 (global step 1)" in proc.stdout
+    assert "saved by 2 rank(s), this job has 1" in proc.stdout
+    assert max_weight_difference(run_two, run) <= 1e-5
+    np.testing.assert_allclose([l for _, l in train_losses(run)],
+                               [l for _, l in train_losses(run_two)], rtol=1e-5)
+    # after the resume, the one rank consumed both ranks' shares of each step, in rank order
+    merged = {}
+    for rank in (0, 1):
+        for step, epoch, ids in sample_ids(run_two, rank):
+            merged.setdefault((step, epoch), []).extend(ids)
+    resumed = {(s, e): ids for s, e, ids in sample_ids(run) if s > 1}
+    assert resumed == {key: ids for key, ids in merged.items() if key[0] > 1}
+    assert sorted(resumed) == [(2, 0), (3, 1), (4, 1)] and all(len(v) == 8 for v in resumed.values())
+
+
+@pytest.mark.paddle2
+def test_faults_in_a_save_and_a_truncated_file_fall_back(straight, tmp_path):
+    cfg, run_straight = straight
+    run = str(tmp_path / "run")
+    shutil.copytree(run_straight, run)
+    cut_back(run, "step_000002")
+    args = ["dist_train/train.py", "-c", cfg, "-o", f"run.dir={run}", "--resume", "auto",
+            "--accept-config-change"]
+    died = run_cli(args, env=tagged_env(DIST_TRAIN_FAULT="before_rename:kill")[0], check=False)
+    assert died.returncode == -signal.SIGKILL, died.stderr[-3000:]
+    assert latest_tag(run) == "step_000002"  # the save of step 3 died before its rename
+    ckpts = os.path.join(run, "checkpoints")
+    assert [n for n in os.listdir(ckpts) if n.startswith(".tmp-step_000003")]
+    model_file = os.path.join(ckpts, "step_000002", "model.pdparams")
+    with open(model_file, "r+b") as f:
+        f.truncate(os.path.getsize(model_file) // 2)
+    resumed = run_cli(args, env=tagged_env()[0])
+    assert "interrupted save (never renamed into place)" in resumed.stdout
+    assert "step_000002/model.pdparams" in resumed.stdout and "truncated" in resumed.stdout
+    assert "resumed at epoch 0 step 1 (global step 1)" in resumed.stdout
+    assert_bitwise_equal_weights(run_straight, run)
+
+
+def test_malicious_weights_pickle_is_refused_without_running_it(straight, tmp_path):
+    cfg, _ = straight
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pdparams"
+    evil.write_bytes(pickle.dumps({"conv1.weight": Exploit()}, protocol=2))
+    proc = run_cli(["dist_train/train.py", "-c", cfg, "-o", f"run.dir={tmp_path / 'run'}",
+                    "--weights", str(evil)], check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert f"train.py: error: --weights {evil}" in proc.stderr
+    assert "os" in proc.stderr and "system" in proc.stderr  # names the refused global
+    assert not marker.exists()
