@@ -31,7 +31,7 @@ class InferenceModel:
         params = os.path.join(model_dir, self.meta["params_file"])
         if not os.path.isfile(program):
             program, params = compat.inference_files(model_dir, MODEL_NAME)
-        config = inference.Config(program, params)
+        config = inference.Config(compat.check_readable_program(program), params)
         if device == "gpu":
             config.enable_use_gpu(256, 0)
         elif device == "cpu":

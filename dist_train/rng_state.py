@@ -1,39 +1,19 @@
 """RNG states of a process as plain numpy arrays (for a checkpoint's rng.npz), and back.
 
 Covered: python ``random``, numpy's global RandomState, Paddle's CPU generator and, on GPU,
-every visible CUDA generator. A Paddle ``GeneratorState`` has no public accessors, but it
-supports pickling: its ``__getstate__`` tuple (device, seed, offset, engine state) is stored as
-JSON text in a uint8 array (exact: JSON integers are unbounded) and rebuilt with
-``__setstate__``. A Paddle without that support gets no Paddle entry; loading then says so.
+every visible CUDA generator. How a Paddle ``GeneratorState`` becomes an array differs between
+Paddle 2.6 and 3.x and lives in compat.py; loading says what could not be restored.
 """
 from __future__ import annotations
 
 import io
-import json
 import random
 
 import numpy as np
 import paddle
 
+from . import compat
 from .logs import get_logger
-
-
-def _generator_to_array(state) -> np.ndarray | None:
-    """GeneratorState -> uint8 JSON text of its pickle tuple (exact: JSON ints are unbounded);
-    None when this Paddle's GeneratorState cannot be pickled."""
-    try:
-        values = state.__getstate__()
-        text = json.dumps(list(values))
-    except (TypeError, AttributeError, RuntimeError):
-        return None
-    return np.frombuffer(text.encode(), dtype=np.uint8) if isinstance(values, tuple) else None
-
-
-def _generator_from_array(array: np.ndarray, like):
-    state_cls = type(like)
-    state = state_cls.__new__(state_cls)
-    state.__setstate__(tuple(json.loads(array.tobytes().decode())))
-    return state
 
 
 def _has_cuda() -> bool:
@@ -49,12 +29,10 @@ def capture_rng_state() -> dict[str, np.ndarray]:
               "numpy_keys": np.asarray(keys, dtype=np.uint32),
               "numpy_pos": np.array([pos, has_gauss], np.int64),
               "numpy_gauss": np.array([cached], np.float64)}
-    cpu_state = _generator_to_array(paddle.get_rng_state(device="cpu")[0])
-    if cpu_state is not None:
-        states["paddle_cpu"] = cpu_state
+    states.update(compat.capture_cpu_generator())
     if _has_cuda():
         for i, cuda_state in enumerate(paddle.get_cuda_rng_state()):
-            array = _generator_to_array(cuda_state)
+            array = compat.generator_state_to_array(cuda_state)
             if array is not None:
                 states[f"cuda{i}"] = array
     return states
@@ -70,18 +48,17 @@ def restore_rng_state(states: dict[str, np.ndarray]) -> list[str]:
     np.random.set_state(("MT19937", states["numpy_keys"], pos, has_gauss,
                          float(states["numpy_gauss"][0])))
     restored += ["python", "numpy"]
-    if "paddle_cpu" in states:
-        like = paddle.get_rng_state(device="cpu")[0]
-        paddle.set_rng_state([_generator_from_array(states["paddle_cpu"], like)], device="cpu")
+    problem = compat.restore_cpu_generator(states)
+    if problem is None:
         restored.append("paddle_cpu")
     else:
-        get_logger().warning("checkpoint holds no Paddle CPU generator state (not serialisable by the "
-                       "Paddle that wrote it); the Paddle CPU generator keeps its start-up seed")
+        get_logger().warning(f"{problem}: the Paddle CPU generator keeps its start-up seed")
     cuda_keys = sorted((k for k in states if k.startswith("cuda")), key=lambda k: int(k[4:]))
     if cuda_keys and _has_cuda():
         current = paddle.get_cuda_rng_state()
         if len(current) == len(cuda_keys):
-            paddle.set_cuda_rng_state([_generator_from_array(states[k], current[0]) for k in cuda_keys])
+            paddle.set_cuda_rng_state([compat.generator_state_from_array(states[k], current[0])
+                                     for k in cuda_keys])
             restored.append("cuda")
         else:
             get_logger().warning(f"checkpoint has {len(cuda_keys)} CUDA generator state(s) per rank, this "

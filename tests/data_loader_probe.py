@@ -5,13 +5,13 @@ import hashlib
 import json
 import os
 
-import paddle
-
-from dist_train import dist
+from dist_train import dist  # before paddle: Paddle 2.6 breaks PNG decoding otherwise (compat.py)
 from dist_train.data.datasets import EvalClipDataset, TrainClipDataset
 from dist_train.data.lists import read_list
 from dist_train.data.readers import FrameFolderReader
 from dist_train.data.sampler import EvalBatchSampler, GlobalBatchSampler
+
+import paddle  # noqa: E402  (after dist_train, see above)
 
 TEMPLATE = "img_{:05d}.png"
 

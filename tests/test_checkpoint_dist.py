@@ -7,11 +7,14 @@ import random
 
 import numpy as np
 import paddle
+import pytest
 
 from ckpt_models import make_training, train_state, train_step, weights
 from dist_train import checkpoint as ck
 from dist_train.rng_state import restore_rng_state
 from helpers import launch
+
+pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)
 
 
 def test_two_ranks_save_gather_and_resume_across_world_sizes(tmp_path, caplog):

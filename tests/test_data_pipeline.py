@@ -16,6 +16,8 @@ from dist_train.data.verify import verify_dataset
 
 from data_helpers import stamped_frame, write_avi, write_frame_folder
 
+pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)
+
 JPG = "img_{:05d}.jpg"
 
 

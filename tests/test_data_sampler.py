@@ -6,6 +6,8 @@ from dist_train.data.lists import ListEntry
 from dist_train.data.datasets import EvalClipDataset
 from dist_train.data.sampler import EvalBatchSampler, GlobalBatchSampler, shard_videos
 
+pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)
+
 
 def keys(sampler):
     return [list(batch) for batch in sampler]

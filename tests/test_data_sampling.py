@@ -9,6 +9,8 @@ from dist_train.data.readers import BadSampleError, FrameFolderReader
 
 from data_helpers import PNG_TEMPLATE, frame_stamp, stamped_frame, write_frame_folder
 
+pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)
+
 
 def test_five_frame_video_is_loop_padded():
     assert sampling.clip_indices(0, 5, 16) == [0, 1, 2, 3, 4] * 3 + [0]

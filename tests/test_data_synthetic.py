@@ -8,6 +8,8 @@ from dist_train.data.lists import read_class_ind, read_ucf_split
 from dist_train.data.readers import decode_video
 from dist_train.data.synthetic import make_synthetic
 
+pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)
+
 
 def order_free_features(frames):
     """Mean frame (8x6) and per-channel colour histograms: blind to frame order."""

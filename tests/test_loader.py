@@ -10,6 +10,8 @@ from dist_train.data.lists import ListEntry
 from dist_train.data.loader import ShmBatchLoader, make_loader
 from dist_train.data.sampler import EvalBatchSampler, GlobalBatchSampler
 
+pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)
+
 
 class ArrayReader:
     """In-memory textured videos (random noise + gradient), same interface as the readers."""

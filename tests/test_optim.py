@@ -8,6 +8,8 @@ import pytest
 from dist_train import optim
 from dist_train.config import load_config
 
+pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)
+
 
 def tiny_net():
     paddle.seed(0)

@@ -11,6 +11,8 @@ from dist_train import preempt
 from helpers import PYTHON, REPO
 from helpers import test_env as child_env
 
+pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)
+
 
 def _wait_for(predicate, timeout, what):
     deadline = time.monotonic() + timeout

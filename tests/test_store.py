@@ -16,6 +16,8 @@ from dist_train.data.synthetic import make_synthetic
 
 import data_tools.pack_clips as pack_cli
 
+pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)
+
 JPG = "img_{:05d}.jpg"
 QUIET = dict(log=lambda *a: None, progress_stream=open(os.devnull, "w"))
 

@@ -9,6 +9,8 @@ import pytest
 from dist_train import sync_bn
 from helpers import launch, run_cli
 
+pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)
+
 
 @pytest.mark.parametrize("data_format", ["NCDHW", "NDHWC"])
 def test_cpu_twin_matches_paddle_batchnorm_on_one_rank(data_format):

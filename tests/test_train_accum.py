@@ -10,6 +10,9 @@ from dist_train import engine
 from helpers import launch, run_cli
 
 
+pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)
+
+
 @pytest.mark.multiproc
 def test_accumulation_on_two_ranks_equals_one_batch(tmp_path):
     out = str(tmp_path)

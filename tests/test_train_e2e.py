@@ -37,6 +37,7 @@ def assert_same_weights(run_a, run_b):
         np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-5, err_msg=key)
 
 
+@pytest.mark.paddle2
 @pytest.mark.multiproc
 def test_two_ranks_with_sync_bn_match_one_rank(single, tmp_path):
     cfg, run_single = single
@@ -75,6 +76,7 @@ def test_two_nodes_on_loopback_match_one_rank(single, tmp_path):
     assert_same_weights(run_single, run)
 
 
+@pytest.mark.paddle2
 def test_resume_from_a_middle_checkpoint_continues_exactly(single, tmp_path):
     cfg, run_single = single
     run = str(tmp_path / "run")
