@@ -11,7 +11,7 @@ from dist_train.data.lists import ListEntry, write_list
 from data_helpers import write_frame_folder
 from helpers import launch
 
-pytestmark = pytest.mark.multiproc
+pytestmark = [pytest.mark.multiproc, pytest.mark.paddle2]
 
 
 @pytest.fixture(scope="module")
