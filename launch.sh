@@ -3,7 +3,8 @@
 #
 #   ./launch.sh [options] [CONFIG] [key=value ...] [-o key=value ...]
 #
-# CONFIG defaults to configs/demo.yaml (the demo); key=value pairs are config overrides.
+# No arguments: the demo (scripts/demo.sh; --quick: its one-minute version). Otherwise CONFIG
+# defaults to configs/demo.yaml; key=value pairs are config overrides.
 # Options:
 #   --nnodes N             number of nodes (run the same command on every node)
 #   --master HOST:PORT     rendezvous of a multi-node job (the first node's address)
@@ -27,6 +28,10 @@ PY="${DIST_TRAIN_VENV:-$REPO/.venv}/bin/python"
 
 die() { echo "launch.sh: $*" >&2; exit 2; }
 need_value() { [[ $# -ge 2 && -n "$2" && "$2" != --* ]] || die "$1 needs a value"; }
+
+# No arguments at all, or --quick: the embedded demo (data, this script with configs/demo.yaml,
+# evaluation, export, prediction, summary): see scripts/demo.sh.
+if [[ $# -eq 0 || " $* " == *" --quick "* ]]; then exec "$REPO/scripts/demo.sh" "$@"; fi
 
 CONFIG="" ; OVERRIDES=() ; TRAIN_ARGS=() ; LAUNCH_ARGS=()
 LOG_DIR="" ; DEVICES="" ; NPROC="" ; FORCE_CPU=0 ; RESUME="auto" ; DEBUG=0 ; DRY_RUN=0

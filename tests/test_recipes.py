@@ -1,0 +1,176 @@
+"""README commands and recipe scripts: every launch command prints the exact line it would run
+(--dry-run, 8 simulated GPUs, 2 nodes), and the README's data_tools commands work on a tiny
+UCF-101-layout fixture."""
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO
+
+PY = os.path.join(os.environ.get("DIST_TRAIN_VENV", os.path.join(REPO, ".venv")), "bin", "python")
+SCRATCH = f"{REPO}/configs/r3d18_ucf101_scratch.yaml"
+FINETUNE = f"{REPO}/configs/r3d18_kinetics_finetune_ucf101.yaml"
+TRAIN = f"{REPO}/dist_train/train.py"
+LAUNCH = f"{PY} -m paddle.distributed.launch"
+EIGHT = r"0\,1\,2\,3\,4\,5\,6\,7"  # printf %q escapes the commas
+SCRATCH_LOGS = f"{REPO}/runs/r3d18_ucf101_scratch/launch_logs"
+WEIGHTS = "/ckpt/run/checkpoints/step_000100"
+
+# README command (as written, comments stripped) -> the exact command its --dry-run prints.
+# A README command missing here, or an entry missing from the README, fails the test.
+EXPECTED = {
+    "./scripts/train_ucf101_1gpu.sh":
+        f"{LAUNCH} --devices 0 --log_dir {SCRATCH_LOGS} {TRAIN} -c {SCRATCH} -o train.accum_steps=4 --resume auto",
+    "./scripts/train_ucf101_8gpu.sh":
+        f"{LAUNCH} --devices {EIGHT} --log_dir {SCRATCH_LOGS} {TRAIN} -c {SCRATCH} --resume auto",
+    "MASTER=10.0.0.1:6170 ./scripts/train_ucf101_2nodes.sh":
+        f"{LAUNCH} --devices {EIGHT} --nnodes 2 --master 10.0.0.1:6170 --log_dir {SCRATCH_LOGS} "
+        f"{TRAIN} -c {SCRATCH} --resume auto",
+    "./launch.sh --devices 0 configs/r3d18_ucf101_scratch.yaml train.accum_steps=4":
+        f"{LAUNCH} --devices 0 --log_dir {SCRATCH_LOGS} {TRAIN} -c configs/r3d18_ucf101_scratch.yaml "
+        f"-o train.accum_steps=4 --resume auto",
+    "./launch.sh configs/r3d18_ucf101_scratch.yaml":
+        f"{LAUNCH} --devices {EIGHT} --log_dir {SCRATCH_LOGS} {TRAIN} -c configs/r3d18_ucf101_scratch.yaml --resume auto",
+    "./launch.sh --nnodes 2 --master 10.0.0.1:6170 configs/r3d18_ucf101_scratch.yaml":
+        f"{LAUNCH} --devices {EIGHT} --nnodes 2 --master 10.0.0.1:6170 --log_dir {SCRATCH_LOGS} "
+        f"{TRAIN} -c configs/r3d18_ucf101_scratch.yaml --resume auto",
+    "./launch.sh configs/r3d18_ucf101_scratch.yaml --dry-run":
+        f"{LAUNCH} --devices {EIGHT} --log_dir {SCRATCH_LOGS} {TRAIN} -c configs/r3d18_ucf101_scratch.yaml --resume auto",
+    "./scripts/evaluate_ucf101.sh":
+        f"{PY} {REPO}/dist_train/evaluate.py -c {SCRATCH} --weights {WEIGHTS}",
+    "./scripts/evaluate_ucf101.sh --crops 3":
+        f"{PY} {REPO}/dist_train/evaluate.py -c {SCRATCH} --weights {WEIGHTS} --crops 3",
+    "./scripts/export_ucf101.sh":
+        f"{PY} {REPO}/dist_train/export.py -c {SCRATCH} --weights {WEIGHTS} --out /ckpt/run/export",
+    "./scripts/export_ucf101.sh --format legacy":
+        f"{PY} {REPO}/dist_train/export.py -c {SCRATCH} --weights {WEIGHTS} --out /ckpt/run/export --format legacy",
+    "./scripts/predict_ucf101.sh data/ucf101/UCF-101/Basketball --topk 3":
+        f"{PY} {REPO}/dist_train/predict.py --model {REPO}/runs/r3d18_ucf101_scratch/export "
+        f"--video data/ucf101/UCF-101/Basketball --topk 3",
+    "./scripts/predict_ucf101.sh my_video.avi --json --device gpu":
+        f"{PY} {REPO}/dist_train/predict.py --model {REPO}/runs/r3d18_ucf101_scratch/export "
+        f"--video my_video.avi --json --device gpu",
+    # Converts first (the .pdparams does not exist in a fresh clone), then launches.
+    "./scripts/finetune_kinetics_r3d18.sh":
+        f"{PY} {REPO}/data_tools/convert_pretrained.py --src data/pretrained/resnet-18-kinetics.pth "
+        f"--dst data/pretrained/resnet-18-kinetics.pdparams --model resnet-18\n"
+        f"{LAUNCH} --devices {EIGHT} --log_dir {REPO}/runs/r3d18_kinetics_finetune_ucf101/launch_logs "
+        f"{TRAIN} -c {FINETUNE} -o model.pretrained=data/pretrained/resnet-18-kinetics.pdparams --resume auto",
+}
+# Commands of the README that are not launch recipes (run for real elsewhere in the suite).
+NOT_DRY_RUN = {"./launch.sh", "./scripts/test.sh"}
+
+
+def readme_text():
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        return f.read()
+
+
+def readme_commands(prefixes):
+    """Lines of the README's ```bash blocks starting with one of ``prefixes``, comments removed."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", readme_text(), flags=re.S):
+        for line in block.splitlines():
+            line = line.split("  #")[0].strip()
+            if line.startswith(prefixes):
+                commands.append(line)
+    return commands
+
+
+def simulated_gpu_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    # launch.sh's GPU count override: 8 GPUs without hardware (the command is only printed).
+    env.update(DIST_TRAIN_GPUS="8", WEIGHTS=WEIGHTS, **extra)
+    return env
+
+
+def dry_run(command):
+    env_part = {}
+    words = shlex.split(command)
+    while "=" in words[0] and not words[0].startswith("."):
+        key, value = words.pop(0).split("=", 1)
+        env_part[key] = value
+    if "--dry-run" not in words:
+        words.append("--dry-run")
+    proc = subprocess.run(words, cwd=REPO, env=simulated_gpu_env(**env_part), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, f"{command}: {proc.stderr}"
+    return "\n".join(line.rstrip() for line in proc.stdout.strip().splitlines())
+
+
+def test_every_readme_launch_command_is_checked():
+    found = set(readme_commands(("./", "MASTER=")))
+    assert set(EXPECTED) <= found, f"missing from README: {set(EXPECTED) - found}"
+    assert found - NOT_DRY_RUN == set(EXPECTED), f"unchecked README commands: {found - NOT_DRY_RUN - set(EXPECTED)}"
+    assert NOT_DRY_RUN <= found
+
+
+def test_every_recipe_script_is_documented():
+    text = readme_text()
+    recipes = [f for f in os.listdir(os.path.join(REPO, "scripts"))
+               if re.match(r"(train|finetune|evaluate|export|predict)_.*\.sh$", f)]
+    assert len(recipes) >= 7
+    for name in recipes:
+        assert f"./scripts/{name}" in text, f"scripts/{name} is not in the README"
+
+
+@pytest.mark.parametrize("command", sorted(EXPECTED))
+def test_dry_run_prints_the_exact_launch_line(command):
+    assert dry_run(command) == EXPECTED[command].strip()
+
+
+def test_recipes_pass_extra_args_through():
+    out = dry_run("./scripts/train_ucf101_8gpu.sh amp.enabled=true --nproc 1 --cpu")
+    assert out.endswith(f"-o amp.enabled=true --resume auto")
+    assert "--nproc_per_node 1" in out and "--devices" not in out
+
+
+def test_two_node_recipe_requires_master():
+    proc = subprocess.run(["./scripts/train_ucf101_2nodes.sh", "--dry-run"], cwd=REPO, text=True,
+                          env={k: v for k, v in simulated_gpu_env().items() if k != "MASTER"},
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 2 and "MASTER=HOST:PORT" in proc.stderr
+
+
+def test_evaluate_recipe_without_checkpoint_fails_clearly(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"run:\n  dir: {tmp_path / 'run'}\n")
+    env = {k: v for k, v in simulated_gpu_env().items() if k != "WEIGHTS"}
+    proc = subprocess.run(["./scripts/evaluate_ucf101.sh", "--dry-run"], cwd=REPO,
+                          env={**env, "CONFIG": str(config)}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "train first, or set WEIGHTS" in proc.stderr
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "best").write_text("step_000042\n")
+    proc = subprocess.run(["./scripts/evaluate_ucf101.sh", "--dry-run"], cwd=REPO,
+                          env={**env, "CONFIG": str(config)}, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == (f"{PY} {REPO}/dist_train/evaluate.py -c {config} "
+                                   f"--weights {tmp_path}/run/checkpoints/step_000042")
+
+
+def test_readme_data_tools_commands_on_a_tiny_fixture(tmp_path):
+    commands = readme_commands(("python data_tools/",))
+    tools = [c.split()[1] for c in commands]
+    assert tools == ["data_tools/extract_frames.py", "data_tools/build_lists.py",
+                     "data_tools/verify_dataset.py", "data_tools/pack_clips.py"]
+    # The fixture: data/ucf101/UCF-101 + ucfTrainTestlist in the real layout, 4 classes.
+    subprocess.run([PY, os.path.join(REPO, "data_tools", "make_synthetic.py"), "--out",
+                    str(tmp_path / "data" / "ucf101"), "--classes", "4", "--videos-per-class", "12",
+                    "--height", "48", "--width", "64", "--min-frames", "8", "--max-frames", "12"],
+                   check=True, capture_output=True, timeout=120)
+    for command in commands:
+        words = shlex.split(command)
+        words[0], words[1] = PY, os.path.join(REPO, words[1])
+        if "--num-classes" in words:  # the fixture has 4 classes, UCF-101 has 101
+            words[words.index("--num-classes") + 1] = "4"
+        proc = subprocess.run(words, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"{command}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    lists = tmp_path / "data" / "ucf101" / "lists"
+    train = (lists / "ucf101_train_split1.txt").read_text().splitlines()
+    val = (lists / "ucf101_val_split1.txt").read_text().splitlines()
+    assert len(train) + len(val) == 48 and len(val) > 0
+    assert (tmp_path / "data" / "ucf101" / "frames" / train[0].split()[0] / "img_00001.jpg").exists()
+    assert any((tmp_path / "data" / "ucf101" / "packed128").iterdir())
