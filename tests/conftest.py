@@ -5,12 +5,31 @@ import os
 
 import pytest
 
-_outcomes = {"passed": 0, "skipped": [], "other": []}
+_outcomes = {"passed": 0, "passed_functions": set(), "skipped": [], "other": []}
+
+
+def _function_id(nodeid: str) -> str:
+    """tests/x.py::test_y[a-b] -> tests/x.py::test_y (parametrisations may differ by version)."""
+    return nodeid.split("[", 1)[0]
+
+
+def _missing_expected() -> list[str]:
+    """Test functions listed in $DIST_TRAIN_EXPECTED_TESTS (node ids, one a line, e.g. another
+    interpreter's --collect-only output) that did not pass here at least once."""
+    path = os.environ.get("DIST_TRAIN_EXPECTED_TESTS")
+    if not path:
+        return []
+    with open(path, encoding="utf-8") as f:
+        expected = {_function_id(line.strip()) for line in f if "::" in line}
+    if not expected:
+        return [f"{path} lists no tests (did collecting them fail?)"]
+    return sorted(expected - _outcomes["passed_functions"])
 
 
 def pytest_runtest_logreport(report):
     if report.when == "call" and report.passed:
         _outcomes["passed"] += 1
+        _outcomes["passed_functions"].add(_function_id(report.nodeid))
     elif report.skipped:
         _outcomes["skipped"].append(report.nodeid)
 
@@ -27,6 +46,9 @@ def pytest_sessionfinish(session, exitstatus):
         problems.append(f"{_outcomes['passed']} passed of {selected} selected")
     if selected < minimum:
         problems.append(f"only {selected} tests selected, expected at least {minimum}")
+    missing = _missing_expected()
+    if missing:
+        problems.append(f"{len(missing)} expected test function(s) did not run: {missing[:5]}")
     if problems:
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
             "conftest: suite rules violated: " + "; ".join(problems), red=True)

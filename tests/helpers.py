@@ -36,12 +36,13 @@ def worker_logs(log_dir: str) -> str:
 
 
 def run_cli(args: list[str], timeout: float = 300, check: bool = True, cwd: str | None = None,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run ``python args...``; on an unexpected exit code fail with its output."""
-    proc = subprocess.run([PYTHON, *args], capture_output=True, text=True, timeout=timeout,
+            env: dict[str, str] | None = None, python: str = PYTHON) -> subprocess.CompletedProcess:
+    """Run ``python args...`` (this interpreter unless ``python`` names another); on an
+    unexpected exit code fail with its output."""
+    proc = subprocess.run([python, *args], capture_output=True, text=True, timeout=timeout,
                           cwd=cwd or REPO, env=env or test_env())
     if check and proc.returncode != 0:
-        raise AssertionError(f"command failed ({proc.returncode}): {args}\n"
+        raise AssertionError(f"command failed ({proc.returncode}): {python} {args}\n"
                              f"--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}")
     return proc
 
