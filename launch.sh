@@ -16,7 +16,7 @@
 #   --weights PATH         initial weights (ignored when resuming)
 #   --accept-config-change continue a run directory whose saved config differs
 #   --debug                one process without the launcher (train.py --debug)
-#   --max-restarts N       reserved for the relaunch-on-failure loop (not implemented yet: runs once)
+#   --max-restarts N       relaunch a failed job up to N times, resuming (default 3; see below)
 #   --dry-run              print the exact launch command and exit
 # Environment: DIST_TRAIN_VENV (virtual environment, default <repo>/.venv), DIST_TRAIN_GPUS
 # (GPU count, overriding detection), DIST_TRAIN_SKIP_SETUP=1 (do not call scripts/setup.sh).
@@ -35,7 +35,7 @@ if [[ $# -eq 0 || " $* " == *" --quick "* ]]; then exec "$REPO/scripts/demo.sh" 
 
 CONFIG="" ; OVERRIDES=() ; TRAIN_ARGS=() ; LAUNCH_ARGS=()
 LOG_DIR="" ; DEVICES="" ; NPROC="" ; FORCE_CPU=0 ; RESUME="auto" ; DEBUG=0 ; DRY_RUN=0
-MAX_RESTARTS=0
+MAX_RESTARTS=3
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --nnodes) need_value "$@"; [[ "$2" =~ ^[0-9]+(:[0-9]+)?$ ]] || die "--nnodes expects N, got '$2'"
@@ -115,15 +115,66 @@ if [[ "$DRY_RUN" == 1 ]]; then
   printf '%q ' "${CMD[@]}"; echo
   exit 0
 fi
-if [[ "$MAX_RESTARTS" -gt 0 ]]; then
-  echo "launch.sh: --max-restarts is reserved; the relaunch loop is not implemented yet (running once)" >&2
-fi
+# Restarts (--max-restarts N): a failed attempt is relaunched with --resume auto, after every
+# leftover process of it (trainers, loader workers; found by the DIST_TRAIN_ATTEMPT_TAG in their
+# environment) is killed. No restart after success, after a SIGTERM/SIGINT to this script (it is
+# forwarded to the launcher) or to the launcher (it exits 15), or after a preempted exit.
+# Exit codes: 0 done; 75 preempted (a checkpoint was saved at the step the ranks agreed on; run
+# again to continue); 2 usage; else
+# the launcher's code of the last attempt. paddle.distributed.launch does not pass the trainers'
+# 75 on (it exits 15 when SIGTERMed itself, else with the first failed trainer's code), so a
+# preempted exit is recognised by the marker <run.dir>/PREEMPTED that rank 0 writes.
+# Each attempt gets DIST_TRAIN_RESTART=<attempt number> (0 first).
+STOPPING=0 ; CHILD=""
+forward_stop() { STOPPING=1; if [[ -n "$CHILD" ]]; then kill -TERM "$CHILD" 2>/dev/null || true; fi; }
+trap forward_stop TERM INT
 
-# One training attempt; the demo (data generation before, evaluation/export/prediction after)
-# and the relaunch-with-resume loop wrap this function.
+kill_attempt_processes() {
+  local tag="$1" f pid pids=()
+  for f in /proc/[0-9]*/environ; do
+    pid="${f#/proc/}"; pid="${pid%/environ}"
+    if grep -qaxz "DIST_TRAIN_ATTEMPT_TAG=$tag" "$f" 2>/dev/null; then pids+=("$pid"); fi
+  done
+  if [[ ${#pids[@]} -gt 0 ]]; then
+    echo "launch.sh: killing ${#pids[@]} leftover process(es) of the attempt: ${pids[*]}" >&2
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+  fi
+}
+
+# The demo (data generation before, evaluation/export/prediction after) wraps this function.
 run_training() {
-  echo "launch.sh: ${CMD[*]}"
-  "${CMD[@]}"
+  local attempt=0 code tag i
+  while true; do
+    rm -f "$RUN_DIR/PREEMPTED"
+    tag="$$-$attempt-$RANDOM"
+    echo "launch.sh: attempt $((attempt + 1)) of $((MAX_RESTARTS + 1)): ${CMD[*]}"
+    env DIST_TRAIN_RESTART="$attempt" DIST_TRAIN_ATTEMPT_TAG="$tag" "${CMD[@]}" &
+    CHILD=$!
+    code=0; wait "$CHILD" || code=$?
+    while kill -0 "$CHILD" 2>/dev/null; do  # wait was interrupted by a trapped signal
+      code=0; wait "$CHILD" || code=$?
+    done
+    CHILD=""
+    kill_attempt_processes "$tag"
+    if [[ -f "$RUN_DIR/PREEMPTED" ]]; then
+      echo "launch.sh: preempted; checkpoint saved ($(cat "$RUN_DIR/PREEMPTED")); exit 75" >&2
+      return 75
+    fi
+    [[ "$code" -ne 0 ]] || return 0
+    if [[ "$STOPPING" == 1 || "$code" == 15 || "$code" == 143 ]]; then
+      echo "launch.sh: stopped by a signal (exit code $code); not restarting" >&2
+      return "$code"
+    fi
+    if [[ "$attempt" -ge "$MAX_RESTARTS" ]]; then
+      echo "launch.sh: training failed (exit code $code), no restart left" >&2
+      return "$code"
+    fi
+    attempt=$((attempt + 1))
+    echo "launch.sh: training failed (exit code $code); restart $attempt of $MAX_RESTARTS, resuming" >&2
+    for i in "${!CMD[@]}"; do  # a restart continues this job's checkpoints
+      if [[ "${CMD[$i]}" == --resume ]]; then CMD[$((i + 1))]=auto; fi
+    done
+  done
 }
 
 run_training

@@ -67,6 +67,9 @@ def install_handlers(signals=STOP_SIGNALS) -> None:
     """Make SIGTERM/SIGINT set the stop flag instead of killing the process (main thread only)."""
     for signum in signals:
         signal.signal(signum, _on_signal)
+        # SA_RESTART: a signal arriving inside a blocking call of Paddle's TCP store or gloo
+        # must not fail it with EINTR ("TCP receive error ... Interrupted system call").
+        signal.siginterrupt(signum, False)
     _state["installed"] = True
 
 

@@ -1,17 +1,23 @@
 """Exact resume after kill -9 inside a step (test hook DIST_TRAIN_KILL_AT_STEP), on another
-world size, after faults in a save, and the restricted --weights loader, all through train.py.
+world size, after faults in a save, and the restricted --weights loader, all through train.py;
+restarts and SIGTERM under launch.sh.
 
 Runs: 2 epochs x 2 optimizer steps of global batch 8 (augmentation on, 2 loader workers, sync
 BN), a checkpoint after every step."""
+import json
 import os
 import pickle
 import shutil
 import signal
+import subprocess
+import time
 
 import numpy as np
+import psutil
 import pytest
 
-from helpers import launch, run_cli
+from dist_train.preempt import PREEMPTED_EXIT_CODE
+from helpers import REPO, launch, run_cli, worker_logs
 from resume_helpers import (assert_bitwise_equal_weights, assert_no_tagged_processes,
                             latest_tag, max_weight_difference, sample_ids, tagged_env,
                             tiny_config, train_losses)
@@ -142,3 +148,74 @@ def test_malicious_weights_pickle_is_refused_without_running_it(straight, tmp_pa
     assert f"train.py: error: --weights {evil}" in proc.stderr
     assert "os" in proc.stderr and "system" in proc.stderr  # names the refused global
     assert not marker.exists()
+
+
+# ----------------------------------------------------------------------------- launch.sh
+def run_launch_sh(cfg, run, env, timeout=240):
+    return subprocess.Popen([os.path.join(REPO, "launch.sh"), "--cpu", "--nproc", "2",
+                             "--max-restarts", "2", cfg, f"run.dir={run}"], cwd=REPO,
+                            env={**env, "DIST_TRAIN_SKIP_SETUP": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+@pytest.mark.multiproc
+def test_launch_sh_restarts_after_kill_9_of_rank_1(straight_two_ranks, tmp_path):
+    cfg, run_two = straight_two_ranks
+    run = str(tmp_path / "run")
+    env, tag = tagged_env(DIST_TRAIN_KILL_AT_STEP="3", DIST_TRAIN_KILL_RANK="1")
+    proc = run_launch_sh(cfg, run, env)
+    out = proc.communicate(timeout=240)[0]
+    assert proc.returncode == 0, out[-4000:] + worker_logs(os.path.join(run, "launch_logs"))
+    assert_no_tagged_processes(tag)  # no trainer or loader worker outlives the job
+    assert "restart 1 of 2, resuming" in out and "attempt 3" not in out
+    with open(os.path.join(run, "train.log")) as f:
+        log = f.read()
+    assert "resumed at epoch 1 step 0 (global step 2)" in log
+    assert latest_tag(run) == "step_000004" and [s for s, _ in train_losses(run)] == [1, 2, 3, 4]
+    assert max_weight_difference(run_two, run) <= 1e-6
+    np.testing.assert_allclose([l for _, l in train_losses(run)],
+                               [l for _, l in train_losses(run_two)], rtol=1e-6)
+    for rank in (0, 1):
+        assert sample_ids(run, rank) == sample_ids(run_two, rank)
+
+
+@pytest.mark.multiproc
+def test_sigterm_to_the_launcher_saves_at_the_agreed_step(data, tmp_path):
+    base, dataset = data
+    run = tmp_path / "run"
+    cfg = tiny_config(tmp_path, "long", dataset, run, **{"train.epochs": 500, "ckpt.every_steps": 0,
+                                                         "ckpt.every_epochs": 0})
+    env, tag = tagged_env()
+    proc = run_launch_sh(cfg, str(run), env)
+    try:
+        deadline = time.monotonic() + 120
+        log = run / "train.log"  # flushed per line (metrics.jsonl may be buffered)
+        while not (log.exists() and "epoch 1 step 1/2" in log.read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-4000:]
+            time.sleep(0.2)
+        launcher = [p for p in psutil.Process(proc.pid).children()
+                    if "paddle.distributed.launch" in " ".join(p.cmdline())]
+        assert len(launcher) == 1
+        signalled = time.monotonic()
+        launcher[0].send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0]
+        elapsed = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert_no_tagged_processes(tag)
+    assert proc.returncode == PREEMPTED_EXIT_CODE, out[-4000:]
+    assert elapsed < 30 and "attempt 2" not in out
+    with open(run / "PREEMPTED") as f:
+        marker = json.load(f)
+    step = marker["global_step"]
+    assert 3 <= step < 1000 and marker["signal"] == "SIGTERM"
+    assert latest_tag(str(run)) == f"step_{step:06d}"
+    with open(run / "checkpoints" / f"step_{step:06d}" / "state.json") as f:
+        assert json.load(f)["train_state"]["global_step"] == step
+    # Both ranks stopped after the same step (the launcher signals rank 0's process group
+    # first; rank 1 may learn of the stop from the all-reduced flag before its own signal).
+    assert [sample_ids(str(run), rank)[-1][0] for rank in (0, 1)] == [step, step]
+    assert "received SIGTERM: will save a checkpoint" in worker_logs(str(run / "launch_logs"))
+    assert f"stopped on a signal after global step {step}; checkpoint" in (run / "train.log").read_text()
