@@ -127,7 +127,8 @@ def step_bench(layout, compile_model, steps, profile):
     result = {"clips_per_s": batch / float(np.median(times)), "loss0": first[0]}
     if profile:
         import paddle.profiler as profiler
-        prof = profiler.Profiler(targets=[profiler.ProfilerTarget.CPU])
+        # on_trace_ready: the default would write profiler_log/ into the working directory
+        prof = profiler.Profiler(targets=[profiler.ProfilerTarget.CPU], on_trace_ready=lambda _: None)
         prof.start()
         step()
         prof.stop()
