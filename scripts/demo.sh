@@ -52,8 +52,8 @@ OVERRIDES=(run.dir="$RUN" data.root="$DATA/frames" data.val_clips=1
            data.val_list="$DATA/lists/ucf101_val_split1.txt" "${TRAIN_OVERRIDES[@]}")
 O_ARGS=(); for kv in "${OVERRIDES[@]}"; do O_ARGS+=(-o "$kv"); done
 
-stage() { echo; echo "=== demo: $* ==="; }
 START=$SECONDS
+stage() { echo; echo "=== demo: $* ($((SECONDS - START)) s) ==="; }
 
 stage "1/8 set-up"
 if [[ "${DIST_TRAIN_SKIP_SETUP:-0}" != 1 ]]; then "$REPO/scripts/setup.sh"; fi
