@@ -127,6 +127,20 @@ SCHEMA: dict[str, Key] = {
 }
 
 
+# Lower bounds, checked with the types: a zero batch or clip length must fail at load time with
+# the key's name, not later as a division by zero.
+MINIMUM: dict[str, float] = {
+    "model.num_classes": 2, "data.clip_len": 1, "data.crop_size": 1, "data.temporal_stride": 1,
+    "data.eval_short_side": 1, "data.val_clips": 1, "data.num_workers": 0, "train.epochs": 1,
+    "train.batch_size": 1, "train.accum_steps": 1, "train.lr": 0.0, "train.lr_base_batch": 1,
+    "train.max_steps": 1, "optim.momentum": 0.0, "optim.dampening": 0.0, "optim.weight_decay": 0.0,
+    "optim.clip_grad_norm": 0.0, "sched.gamma": 0.0, "sched.patience": 0, "sched.min_lr": 0.0,
+    "sched.warmup_epochs": 0.0, "amp.init_loss_scale": 1.0, "val.every_epochs": 0,
+    "val.batch_size": 1, "eval.batch_size": 1, "eval.topk": 1, "ckpt.every_epochs": 0,
+    "ckpt.every_steps": 0, "ckpt.keep_last": 0, "log.every_steps": 1,
+}
+
+
 class Section:
     """Attribute view of one config section (``cfg.train.lr``)."""
 
@@ -199,6 +213,9 @@ def check_value(key: str, value: Any, origin: str) -> Any:
                           f"got {type(value).__name__} {value!r}")
     if spec.choices is not None and converted not in spec.choices:
         raise ConfigError(f"{origin}: config key '{key}' must be one of {list(spec.choices)}, got {value!r}")
+    minimum = MINIMUM.get(key)
+    if minimum is not None and any(v < minimum for v in (converted if isinstance(converted, list) else [converted])):
+        raise ConfigError(f"{origin}: config key '{key}' must be >= {minimum:g}, got {value!r}")
     return converted
 
 
@@ -314,7 +331,7 @@ def markdown_reference() -> str:
     """The README's config reference table, generated from SCHEMA (a test keeps them equal)."""
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for key, spec in SCHEMA.items():
-        type_text = spec.type + (" or null" if spec.nullable else "")
+        type_text = spec.type + (f" >= {MINIMUM[key]:g}" if key in MINIMUM else "") + (" or null" if spec.nullable else "")
         if spec.choices:
             type_text += ": " + " \\| ".join(str(c) for c in spec.choices)
         default = "null" if spec.default is None else yaml.safe_dump(spec.default, default_flow_style=True).strip()

@@ -90,9 +90,11 @@ def optimizer_step(optimizer, scaler, params, named_params, *, clip_norm, nan_ch
     if nan_check:
         bad = first_nonfinite_gradient(named_params)
         loss_value = float(loss_sum)
-        if not math.isfinite(loss_value):
+        # Decided together: a rank raising alone would leave the others waiting in a collective.
+        any_rank_loss_bad = dist.all_reduce_max(0.0 if math.isfinite(loss_value) else 1.0)
+        if any_rank_loss_bad:
             raise FloatingPointError(
-                f"global step {global_step}: the loss is {loss_value}"
+                f"global step {global_step}: the loss is not finite on some rank (here: {loss_value})"
                 + (f"; first parameter with a NaN/Inf gradient: '{bad}'" if bad else "")
                 + " (lower train.lr, set optim.clip_grad_norm, or check the input data)")
         if bad is not None:

@@ -50,8 +50,11 @@ def git_commit() -> str | None:
         return None
     if out.returncode != 0:
         return None
-    dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+    try:
+        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        dirty = ""
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
 

@@ -86,8 +86,9 @@ def prepare_run(cfg, accept_change: bool) -> None:
     if dist.is_main_process():
         try:
             prepare_run_dir(cfg, accept_change)
-        except (ConfigError, OSError) as e:
-            error = str(e)
+        except Exception as e:  # every rank must hear of it, or they would wait for rank 0
+            error = str(e) if isinstance(e, (ConfigError, OSError)) else f"{type(e).__name__}: {e}"
+    dist.barrier("prepare-run-dir", timeout_s=300)
     error = dist.broadcast_object(error)
     if error is not None:
         raise ConfigError(error)
@@ -189,7 +190,9 @@ def train(args) -> int:
     weights = None if resume_path else (args.weights or cfg["model.pretrained"])
     network = build_network(cfg, world, on_gpu, weights)
     amp = engine.amp_settings(cfg, on_gpu)
-    optimizer = optim.build_optimizer(cfg, network, bool(weights),
+    # The parameter groups (pretrained lr multiplier) must not depend on whether this is a resume.
+    has_pretrained = bool(args.weights or cfg["model.pretrained"])
+    optimizer = optim.build_optimizer(cfg, network, has_pretrained,
                                       multi_precision=amp["enabled"] and amp["level"] == "O2")
     if amp["enabled"] and amp["level"] == "O2":
         network, optimizer = paddle.amp.decorate(models=network, optimizers=optimizer, level="O2",
@@ -321,12 +324,15 @@ def export_at_end(cfg, run_dir: str) -> None:
         try:
             from dist_train.export_lib import export_model
 
+            weights = None
             for pointer in (checkpoint.BEST_FILE, checkpoint.LATEST_FILE):
                 path = os.path.join(root, pointer)
                 if os.path.exists(path):
                     with open(path, encoding="utf-8") as f:
                         weights = os.path.join(root, f.read().strip())
                     break
+            if weights is None:
+                raise FileNotFoundError(f"no best or latest checkpoint in {root} to export")
             out = export_model(cfg, weights, os.path.join(run_dir, "export"))
             get_logger().info(f"exported {weights} to {out}")
         except Exception as e:  # reported on every rank below

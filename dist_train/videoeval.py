@@ -279,6 +279,8 @@ def evaluate_model(cfg, model: nn.Layer, out_dir: str | None = None, source: str
                                           world_size, cfg["data.num_workers"]), None
     except BadSampleError as e:
         records, failure = {}, str(e)
+    except Exception as e:  # any failure must still reach the gather, or the other ranks hang
+        records, failure = {}, f"{type(e).__name__}: {e}"
     finally:
         if was_training:
             model.train()
@@ -292,11 +294,19 @@ def evaluate_model(cfg, model: nn.Layer, out_dir: str | None = None, source: str
                    "rank_videos": rank_videos, "weights": source,
                    "list": cfg["data.test_list"] or cfg["data.val_list"],
                    "seconds": round(time.monotonic() - started, 3)})
+    write_error = None
     if rank == 0:
         out_dir = out_dir or os.path.join(cfg["run.dir"], "eval")
-        write_eval_outputs(out_dir, report, probs, names)
+        try:
+            write_eval_outputs(out_dir, report, probs, names)
+        except Exception as e:  # raised on every rank below, not only here
+            write_error = f"writing the evaluation report to {out_dir} failed: {type(e).__name__}: {e}"
+    dist.barrier("videoeval_written")
+    write_error = dist.broadcast_object(write_error)
+    if write_error is not None:
+        raise EvalDataError(write_error)
+    if rank == 0:
         log.info("video-level: top1 %.4f top5 %.4f clip top1 %.4f over %d videos / %d clips "
                  "-> %s", report["video_top1"], report["video_top5"], report["clip_top1"],
                  report["num_videos"], report["num_clips"], out_dir)
-    dist.barrier("videoeval_written")
     return report

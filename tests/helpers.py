@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import glob
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_env(threads: int = 1, **extra: str) -> dict[str, str]:
+def child_env(threads: int = 1, **extra: str) -> dict[str, str]:
     """Environment for child processes: one compute thread each, quiet Paddle."""
     env = dict(os.environ)
     env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
@@ -25,6 +26,26 @@ def test_env(threads: int = 1, **extra: str) -> dict[str, str]:
                 "GLOG_minloglevel": "2", "FLAGS_call_stack_level": "0"})
     env.update(extra)
     return env
+
+
+def run_in_own_group(cmd: list[str], timeout: float, cwd: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """subprocess.run in a new session; on timeout the whole process group is killed, so no
+    trainer rank or loader worker outlives a hung test."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                          env=env, start_new_session=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            raise AssertionError(f"timed out after {timeout} s (process group killed): {cmd}\n"
+                                 f"--- stdout\n{stdout[-3000:]}\n--- stderr\n{stderr[-3000:]}")
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # leftovers of a finished command, if any
+            except ProcessLookupError:
+                pass
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
 def worker_logs(log_dir: str) -> str:
@@ -39,8 +60,7 @@ def run_cli(args: list[str], timeout: float = 300, check: bool = True, cwd: str 
             env: dict[str, str] | None = None, python: str = PYTHON) -> subprocess.CompletedProcess:
     """Run ``python args...`` (this interpreter unless ``python`` names another); on an
     unexpected exit code fail with its output."""
-    proc = subprocess.run([python, *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd or REPO, env=env or test_env())
+    proc = run_in_own_group([python, *args], timeout, cwd or REPO, env or child_env())
     if check and proc.returncode != 0:
         raise AssertionError(f"command failed ({proc.returncode}): {python} {args}\n"
                              f"--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}")
@@ -54,8 +74,7 @@ def launch(script_and_args: list[str], log_dir: str, nproc: int = 2, timeout: fl
     cmd = [PYTHON, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc),
            "--log_dir", log_dir, "--master", f"127.0.0.1:{free_port()}", *(extra_launch_args or []),
            *script_and_args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                          env=env or test_env())
+    proc = run_in_own_group(cmd, timeout, REPO, env or child_env())
     if check and proc.returncode != 0:
         raise AssertionError(f"launch failed ({proc.returncode}): {cmd}\n--- launcher\n"
                              f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}\n{worker_logs(log_dir)}")

@@ -7,7 +7,7 @@ import uuid
 
 import numpy as np
 
-from helpers import test_env
+from helpers import child_env
 from train_fixtures import final_weights, write_config
 
 TAG_VAR = "DIST_TRAIN_TEST_TAG"
@@ -26,7 +26,7 @@ def tagged_env(**extra):
     """(env, tag): a child environment logging sample ids and carrying a unique tag that every
     descendant process inherits."""
     tag = uuid.uuid4().hex
-    return test_env(**{TAG_VAR: tag, "DIST_TRAIN_SAMPLE_LOG": "1", **extra}), tag
+    return child_env(**{TAG_VAR: tag, "DIST_TRAIN_SAMPLE_LOG": "1", **extra}), tag
 
 
 def tagged_processes(tag):

@@ -62,6 +62,10 @@ def test_wrong_type_names_key_and_expected_type(tmp_path):
         C.load_config(None, ["amp.level=O3"])
     with pytest.raises(C.ConfigError, match=r"'train.lr' expects float, got str '1e-3x'"):
         C.load_config(None, ["train.lr=1e-3x"])
+    with pytest.raises(C.ConfigError, match=r"'log.every_steps' must be >= 1, got 0"):
+        C.load_config(None, ["log.every_steps=0"])
+    with pytest.raises(C.ConfigError, match=r"'data.clip_len' must be >= 1"):
+        C.load_config(write(tmp_path / "z.yaml", "data:\n  clip_len: 0\n"))
     with pytest.raises(C.ConfigError, match=r"'train.lr' must not be null"):
         C.load_config(None, ["train.lr=null"])
     with pytest.raises(C.ConfigError, match=r"expected section.key=value"):
@@ -102,3 +106,4 @@ def test_every_schema_default_is_valid():
             assert spec.nullable, key
         else:
             assert C.check_value(key, spec.default, "schema") is not None
+    assert set(C.MINIMUM) <= set(C.SCHEMA)

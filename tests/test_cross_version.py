@@ -14,7 +14,7 @@ import pytest
 
 from dist_train import compat
 from helpers import PYTHON, REPO, run_cli
-from helpers import test_env as child_env
+from helpers import child_env
 from videoeval_fixtures import CLASSES, VIDEOS, make_fixture
 
 PADDLE2_VENV = os.path.join(REPO, ".venv-paddle2")

@@ -9,7 +9,7 @@ import pytest
 
 from dist_train import preempt
 from helpers import PYTHON, REPO
-from helpers import test_env as child_env
+from helpers import child_env
 
 pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)
 

@@ -3,6 +3,7 @@ workers) and two single-process launchers joined as 2 nodes end with the weights
 resume continues exactly; --debug; batch-size checks."""
 import json
 import os
+import signal
 import shutil
 import subprocess
 
@@ -65,9 +66,16 @@ def test_two_nodes_on_loopback_match_one_rank(single, tmp_path):
         cmd = [PYTHON, "-m", "paddle.distributed.launch", "--nnodes", "2", "--master",
                f"127.0.0.1:{port}", "--nproc_per_node", "1", "--log_dir", str(tmp_path / f"log{node}"),
                "dist_train/train.py", "-c", cfg, "-o", f"run.dir={run}"]
-        procs.append(subprocess.Popen(cmd, cwd=REPO, env=helpers.test_env(), stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
+        procs.append(subprocess.Popen(cmd, cwd=REPO, env=helpers.child_env(), stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True, start_new_session=True))
+    try:
+        outputs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:  # a hung node must not leave trainers behind
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     if any(p.returncode for p in procs):
         raise AssertionError("\n".join(outputs[i][-3000:] + worker_logs(str(tmp_path / f"log{i}"))
                                        for i in range(2)))
