@@ -55,7 +55,7 @@ import time
 import numpy as np
 import paddle
 
-from . import dist
+from . import compat, dist
 from .logs import get_logger
 from .models.finetune import StateDictMismatch, compare_state_dict, load_pretrained, mismatch_message
 from .rundir import atomic_write_text, package_versions
@@ -425,10 +425,6 @@ def resolve_resume(run_dir: str, resume: str) -> str | None:
 
 
 # ----------------------------------------------------------------------------- load
-def _major(version: str) -> str:
-    return str(version).split(".")[0]
-
-
 def _remap_optimizer_state(opt_state: dict, saved_names: dict, model, source: str) -> dict:
     """Re-key accumulators from the saving process's parameter names to this model's.
 
@@ -511,7 +507,7 @@ def load_checkpoint(path: str, *, model, optimizer=None, scaler=None) -> dict:
         raise CheckpointError(f"rank {rank}: checkpoint unusable: {problem}")
     state = read_state(path)
     saved_paddle = state["versions"].get("paddle", "?")
-    if _major(saved_paddle) != _major(paddle.__version__):
+    if not re.match(r"^\d+\.", saved_paddle) or compat.major_of(saved_paddle) != compat.paddle_major():
         _log().warning(f"{path} was written by Paddle {saved_paddle}; loading under {paddle.__version__}")
     _load_model_strict(os.path.join(path, MODEL_FILE), model)
     if optimizer is not None:
