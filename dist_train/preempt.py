@@ -9,7 +9,8 @@ killed") before it can save, and the launcher SIGKILLs what is left about 30 s l
 The trainer's part:
 
 1. ``install_handlers()`` once in the main thread, before building the DataLoader.
-2. ``DataLoader(..., worker_init_fn=worker_init_fn)`` (or ``make_worker_init_fn(own_fn)``):
+2. ``DataLoader(..., worker_init_fn=worker_init_fn)`` (or ``make_worker_init_fn(own_fn)``; both live
+   in dist_train/data/workers.py and are re-exported here):
    workers ignore SIGTERM/SIGINT and die when their parent dies (prctl PR_SET_PDEATHSIG on
    Linux, plus a parent-pid watchdog thread everywhere).
 3. After every optimizer step: ``if agree_to_stop(): save, shut the loader down,
@@ -30,26 +31,20 @@ before the optimizer updates the weights. It fires only in a first attempt (laun
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import os
 import signal
-import sys
-import threading
-import time
 
 from . import dist
 from .logs import get_logger
 from .rundir import atomic_write_text
+# Re-exported: the trainer's loaders and the tests use them through this module too.
+from .data.workers import STOP_SIGNALS, make_worker_init_fn, protect_worker, worker_init_fn  # noqa: F401
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: temporary failure, resume later
 MARKER_FILE = "PREEMPTED"
 KILL_STEP_ENV, KILL_RANK_ENV, RESTART_ENV = (
     "DIST_TRAIN_KILL_AT_STEP", "DIST_TRAIN_KILL_RANK", "DIST_TRAIN_RESTART")
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-PR_SET_PDEATHSIG = 1
-WATCHDOG_POLL_S = 1.0
 
 _state = {"signal": None, "installed": False}
 
@@ -149,61 +144,3 @@ def arm_kill_hook(optimizer, rank: int, current_step) -> bool:
     optimizer.step = step_or_die  # GradScaler.step calls optimizer.step() (scaled or not)
     get_logger().warning(f"test hook armed: rank {rank} will be SIGKILLed inside step {kill_at}")
     return True
-
-
-# ----------------------------------------------------------------------------- workers
-def _set_parent_death_signal(signum: int = signal.SIGKILL) -> bool:
-    """Ask Linux to send ``signum`` to this process when its parent thread exits."""
-    if not sys.platform.startswith("linux"):
-        return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) != 0:
-        get_logger().warning(f"prctl(PR_SET_PDEATHSIG) failed: errno {ctypes.get_errno()}")
-        return False
-    return True
-
-
-def _watch_parent(parent_pid: int, poll_s: float) -> None:
-    while True:
-        if os.getppid() != parent_pid:  # re-parented: the trainer is gone
-            os._exit(1)
-        time.sleep(poll_s)
-
-
-def protect_worker(use_prctl: bool = True, poll_s: float = WATCHDOG_POLL_S) -> int:
-    """Call inside a loader worker: ignore SIGTERM/SIGINT, die with the parent. Returns the
-    parent pid being watched."""
-    parent_pid = os.getppid()
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
-    if use_prctl:
-        _set_parent_death_signal()
-    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
-        os._exit(1)
-    # Fallback for systems without prctl, and for a parent thread (not process) exit race.
-    threading.Thread(target=_watch_parent, args=(parent_pid, poll_s), daemon=True,
-                     name="parent-watchdog").start()
-    return parent_pid
-
-
-def worker_init_fn(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: see protect_worker."""
-    protect_worker()
-
-
-def make_worker_init_fn(inner=None):
-    """A worker_init_fn that protects the worker, then calls ``inner(worker_id)`` if given."""
-    if inner is None:
-        return worker_init_fn
-    return _ChainedInit(inner)
-
-
-class _ChainedInit:
-    """Picklable (for spawn start methods) chain of protect_worker and the trainer's init."""
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    def __call__(self, worker_id: int) -> None:
-        protect_worker()
-        self.inner(worker_id)

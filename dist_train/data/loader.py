@@ -11,7 +11,7 @@ Both loaders yield the same batches, in the same order: a list ``[clips, field1,
 ``paddle.Tensor``; ``clips`` is the stacked first item field (uint8 ``[B, 3, T, H, W]``), the other
 fields (labels, video/clip indices) are int64 ``[B]``. The sampler yields lists of dataset keys.
 
-Workers of both kinds ignore SIGTERM/SIGINT and die with their trainer (dist_train/preempt.py):
+Workers of both kinds ignore SIGTERM/SIGINT and die with their trainer (dist_train/data/workers.py):
 the launcher signals a trainer's whole process group, and the trainer needs its workers until it
 has saved and shut them down.
 """
@@ -23,7 +23,7 @@ import traceback
 
 import numpy as np
 
-from ..preempt import protect_worker, worker_init_fn
+from .workers import protect_worker, worker_init_fn
 
 LOADER_KINDS = ("shm", "stock")
 
