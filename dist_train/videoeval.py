@@ -25,6 +25,7 @@ from . import dist
 from .data import factory
 from .data.lists import DataError, read_list
 from .data.readers import BadSampleError
+from .data.workers import worker_init_fn
 from .models import build_model, model_options
 from .checkpoint import load_weights
 from .models.preprocess import Preprocess, normalization_from_preset
@@ -147,7 +148,7 @@ def _eval_batches(dataset, sampler, num_workers):
                    [b[3] for b in batch])
         return
     loader = paddle.io.DataLoader(_FlaggedItems(dataset), batch_sampler=sampler,
-                                  num_workers=num_workers)
+                                  num_workers=num_workers, worker_init_fn=worker_init_fn)
     for clips, _, videos, clip_indices, indices, ok in loader:
         ok = ok.numpy().astype(bool)
         if not ok.all():
