@@ -9,6 +9,8 @@ zlib: Paddle 2.6's libpaddle.so exports its own zlib. When the system libz.so.1 
 Paddle's dependency, libz's internal calls bind to Paddle's copy and PNG encoding/decoding (OpenCV,
 matplotlib/Pillow) crashes in deflateReset/inflateReset2. Loading libz through Python's zlib module
 BEFORE Paddle avoids it; ``import dist_train`` does that (so import dist_train before paddle).
+Importing numpy first also loads libz (checked with LD_DEBUG=bindings: no libz -> libpaddle
+binding), so only a process whose first heavy import is paddle is affected.
 
 CPU random generator: Paddle 3's GeneratorState pickles to (device, seed, offset, engine state);
 Paddle 2.6's drops the engine state, so it cannot be saved exactly (see ``capture_cpu_generator``).
