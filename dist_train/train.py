@@ -28,6 +28,8 @@ import sys
 import types
 
 import numpy as np
+
+import dist_train  # noqa: F401  (first: loads zlib before Paddle 2.6 can shadow it, see compat.py)
 import paddle
 
 from dist_train import checkpoint, dist, engine, optim, preempt, sync_bn

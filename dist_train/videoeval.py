@@ -25,7 +25,7 @@ from . import dist
 from .data import factory
 from .data.lists import DataError, read_list
 from .data.readers import BadSampleError
-from .data.workers import worker_init_fn
+from .data.workers import register_parent_cleanup, worker_init_fn
 from .models import build_model, model_options
 from .checkpoint import load_weights
 from .models.preprocess import Preprocess, normalization_from_preset
@@ -147,6 +147,7 @@ def _eval_batches(dataset, sampler, num_workers):
             yield (paddle.to_tensor(np.stack([b[0] for b in batch])), [b[2] for b in batch],
                    [b[3] for b in batch])
         return
+    register_parent_cleanup()
     loader = paddle.io.DataLoader(_FlaggedItems(dataset), batch_sampler=sampler,
                                   num_workers=num_workers, worker_init_fn=worker_init_fn)
     for clips, _, videos, clip_indices, indices, ok in loader:

@@ -23,7 +23,7 @@ import traceback
 
 import numpy as np
 
-from .workers import protect_worker, worker_init_fn
+from .workers import protect_worker, register_parent_cleanup, worker_init_fn
 
 LOADER_KINDS = ("shm", "stock")
 
@@ -35,6 +35,7 @@ def make_loader(dataset, batch_sampler, num_workers, kind="shm", prefetch_batche
     kind 'shm' (ShmBatchLoader, default) or 'stock' (paddle.io.DataLoader with the same
     sampler). ``num_workers`` 0 loads in the calling process.
     """
+    register_parent_cleanup()
     if kind == "shm":
         return ShmBatchLoader(dataset, batch_sampler, num_workers, prefetch_batches, timeout_s)
     if kind == "stock":

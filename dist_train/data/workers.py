@@ -8,8 +8,10 @@ parent-pid watchdog thread).
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
+import multiprocessing
 import os
 import signal
 import sys
@@ -78,3 +80,26 @@ class _ChainedInit:
     def __call__(self, worker_id: int) -> None:
         protect_worker()
         self.inner(worker_id)
+
+
+_parent_cleanup_registered = False
+
+
+def _kill_daemon_children() -> None:
+    for child in multiprocessing.active_children():
+        if child.daemon:
+            child.kill()
+
+
+def register_parent_cleanup() -> None:
+    """Call in the trainer before it starts protected DataLoader workers.
+
+    Protected workers ignore SIGTERM, and multiprocessing's exit handler stops daemon children
+    with SIGTERM and then joins them: without this the interpreter would wait for them forever
+    (seen with Paddle 2.6's DataLoader after a worker error). atexit runs handlers in reverse
+    order of registration, so this one runs before multiprocessing's and SIGKILLs them.
+    """
+    global _parent_cleanup_registered
+    if not _parent_cleanup_registered:
+        atexit.register(_kill_daemon_children)
+        _parent_cleanup_registered = True
