@@ -91,28 +91,26 @@ def _as_array(value: Any) -> tuple[np.ndarray, bool]:
     return np.asarray(value, dtype=np.float64).reshape(-1 if not scalar else 1), scalar
 
 
-def all_reduce_sum(value: Any) -> Any:
-    """Sum of a number or array over ranks (float64); numbers come back as float."""
+def _all_reduce(value: Any, op) -> Any:
     array, scalar = _as_array(value)
     if is_distributed():
         tensor = paddle.to_tensor(array)
-        pdist.all_reduce(tensor, op=pdist.ReduceOp.SUM)
+        pdist.all_reduce(tensor, op=op)
         array = tensor.numpy()
     return float(array[0]) if scalar else array.reshape(np.shape(value))
+
+
+def all_reduce_sum(value: Any) -> Any:
+    """Sum of a number or array over ranks (float64); numbers come back as float."""
+    return _all_reduce(value, pdist.ReduceOp.SUM)
 
 
 def all_reduce_mean(value: Any) -> Any:
-    total = all_reduce_sum(value)
-    return total / get_world_size()
+    return all_reduce_sum(value) / get_world_size()
 
 
 def all_reduce_max(value: Any) -> Any:
-    array, scalar = _as_array(value)
-    if is_distributed():
-        tensor = paddle.to_tensor(array)
-        pdist.all_reduce(tensor, op=pdist.ReduceOp.MAX)
-        array = tensor.numpy()
-    return float(array[0]) if scalar else array.reshape(np.shape(value))
+    return _all_reduce(value, pdist.ReduceOp.MAX)
 
 
 # Objects travel between ranks of the same job only (never from files), so pickle is acceptable.
