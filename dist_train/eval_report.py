@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from .rundir import atomic_write_text
+from .atomic import atomic_write_bytes, atomic_write_text
 
 REPORT_FILE = "report.json"
 CONFUSION_CSV = "confusion_matrix.csv"
@@ -19,16 +19,11 @@ CONFUSION_PNG = "confusion_matrix.png"
 PROBS_FILE = "video_probs.npz"
 
 
-def _atomic_binary(path: str, write) -> None:
-    """``write(file_object)`` into ``<path>.tmp<pid>``, then rename it over ``path``."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _file_bytes(write) -> bytes:
+    """What ``write(file_object)`` writes, as bytes (for savefig / np.savez)."""
+    buffer = io.BytesIO()
+    write(buffer)
+    return buffer.getvalue()
 
 
 def confusion_csv(confusion, names) -> str:
@@ -66,7 +61,7 @@ def save_confusion_png(path: str, confusion, names) -> None:
     ax.set_yticklabels(names, fontsize=fontsize)
     fig.tight_layout()
     try:
-        _atomic_binary(path, lambda f: fig.savefig(f, format="png", dpi=100))
+        atomic_write_bytes(path, _file_bytes(lambda f: fig.savefig(f, format="png", dpi=100)))
     finally:
         plt.close(fig)
 
@@ -78,9 +73,8 @@ def write_eval_outputs(out_dir: str, report: dict, probs, names) -> None:
     save_confusion_png(os.path.join(out_dir, CONFUSION_PNG), confusion, names)
     labels = np.array([v["label"] for v in report["videos"]], dtype=np.int64)
     videos = np.array([v["video"] for v in report["videos"]])
-    _atomic_binary(os.path.join(out_dir, PROBS_FILE),
-                   lambda f: np.savez(f, probs=np.asarray(probs, np.float64), labels=labels,
-                                      videos=videos))
+    atomic_write_bytes(os.path.join(out_dir, PROBS_FILE), _file_bytes(
+        lambda f: np.savez(f, probs=np.asarray(probs, np.float64), labels=labels, videos=videos)))
     body = {k: v for k, v in report.items() if k != "confusion_matrix"}
     body["confusion_matrix_csv"] = CONFUSION_CSV
     body["class_names"] = list(names)

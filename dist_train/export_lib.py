@@ -15,7 +15,7 @@ import tempfile
 import time
 
 from . import __version__, compat
-from .rundir import atomic_write_text
+from .atomic import atomic_write_text
 
 MODEL_NAME = "model"
 META_FILE = "meta.json"

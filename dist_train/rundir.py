@@ -8,37 +8,19 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from importlib import metadata
 
 import yaml
 
 from . import __version__
+# atomic_write_text is re-exported under its old import path (metrics.py, preempt.py, train.py).
+from .atomic import atomic_write_text
 from .config import Config, ConfigError, config_from_dict, diff_configs
-
-
 
 CONFIG_FILE = "config.yaml"
 RUN_INFO_FILE = "run_info.json"
 REPORTED_PACKAGES = ("paddlepaddle", "paddlepaddle-gpu", "numpy", "opencv-python-headless",
                      "opencv-python", "PyYAML", "visualdl", "matplotlib")
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write to a temporary file beside ``path``, flush, then rename over it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def git_commit() -> str | None:

@@ -47,8 +47,14 @@ def test_drop_last_and_errors():
     assert len(GlobalBatchSampler(25, 8)) == 3
     keep = GlobalBatchSampler(25, 8, drop_last=False)
     assert len(keep) == 4 and len(keys(keep)[-1]) == 1
-    two = [keys(GlobalBatchSampler(27, 8, r, 2, drop_last=False)) for r in range(2)]
-    assert [len(b[-1]) for b in two] == [1, 1]
+    two = [keys(GlobalBatchSampler(26, 8, r, 2, drop_last=False)) for r in range(2)]
+    assert [len(b) for b in two] == [4, 4] and [len(b[-1]) for b in two] == [1, 1]
+    everything = [k for r in range(2) for b in two[r] for k in b]
+    assert sorted(i for _, i in everything) == list(range(26))  # nothing dropped, no duplicate
+    for samples, world in ((27, 2), (30, 4), (5, 2)):  # last batch 3, 6, 5: no equal split
+        with pytest.raises(ValueError, match=f"holds {samples % 8}, which {world} ranks cannot share"):
+            GlobalBatchSampler(samples, 8, 0, world, drop_last=False)
+    assert len(GlobalBatchSampler(27, 8, 1, 2)) == 3  # drop_last=True: no such constraint
     with pytest.raises(ValueError, match="not divisible"):
         GlobalBatchSampler(100, 10, 0, 3)
     with pytest.raises(ValueError, match="start_step"):

@@ -72,6 +72,19 @@ def test_meta_json_describes_the_input(fx):
         assert read_meta(fx[fmt])["model_file"] == PROGRAM[fmt]
 
 
+def test_meta_json_records_the_eval_short_side(fx):
+    """CONTRACTS (export): meta.json records the short side the source frames are resized to
+    before cropping, i.e. data.eval_short_side, or crop_size when it is null."""
+    from dist_train.config import load_config
+    from dist_train.export_lib import build_meta
+
+    for value, recorded in (("48", 48), ("null", 32)):
+        cfg = load_config(fx["config"], overrides=[f"data.eval_short_side={value}"])
+        meta = build_meta(cfg, fx["weights"], FORMATS[-1], PROGRAM[FORMATS[-1]])
+        assert (meta["eval_short_side"], meta["crop_size"]) == (recorded, 32)
+        assert "eval_short_side" in meta["clip_sampling"]["spatial"]
+
+
 def test_export_cli_default_format_replaces_an_existing_export(fx, tmp_path):
     out = tmp_path / "exp"
     out.mkdir()

@@ -27,8 +27,10 @@ def test_demo_config_learns_motion(tmp_path):
         demo = yaml.safe_load(f)
     assert demo["model"]["num_classes"] == 4 and demo["train"]["seed"] == 0
     run = tmp_path / "run"
-    # The short run: the demo's schedule, stopped after 3 of its 6 epochs (54 steps each) and
-    # validated there.
+    # The short run: configs/demo.yaml's 8-epoch cosine schedule (864 training videos / batch 16
+    # = 54 steps per epoch), stopped by train.max_steps after its first 3 epochs and validated
+    # there. Unlike scripts/demo.sh (videos of exactly 16 frames, data.val_clips=1), the videos
+    # here are 12-24 frames long and validation keeps the config's 3 clips per video (336 x 3).
     args = [os.path.join(REPO, "launch.sh"), "configs/demo.yaml", f"data.root={data / 'frames'}",
             f"data.train_list={data / 'lists/ucf101_train_split1.txt'}",
             f"data.val_list={data / 'lists/ucf101_val_split1.txt'}", f"run.dir={run}",

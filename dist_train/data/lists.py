@@ -14,6 +14,11 @@ import os
 import re
 from typing import NamedTuple
 
+from ..atomic import atomic_write_text
+
+# The old name, kept for data/extract.py, data/synthetic.py and data/store.py.
+write_text_atomic = atomic_write_text
+
 
 class ListEntry(NamedTuple):
     video: str        # "<Class>/<video>" (no extension)
@@ -38,8 +43,9 @@ def _lines(path):
             yield number, line
 
 
-def read_list(path):
-    """Parse a clip list into ListEntry items."""
+def read_list_numbered(path):
+    """Parse a clip list into ``(line_number, ListEntry)`` pairs; line numbers are the file's
+    own (1-based, blank lines counted), so messages can point at the line to fix."""
     entries = []
     for number, line in _lines(path):
         parts = line.split()
@@ -54,24 +60,19 @@ def read_list(path):
             raise DataError(f"{path}:{number}: num_frames must be >= 1 and label >= 0: {line!r}")
         if "/" not in parts[0]:
             raise DataError(f"{path}:{number}: video must be '<Class>/<video>': {parts[0]!r}")
-        entries.append(ListEntry(parts[0], num_frames, label))
+        entries.append((number, ListEntry(parts[0], num_frames, label)))
     if not entries:
         raise DataError(f"{path}: the list is empty")
     return entries
 
 
-def write_text_atomic(path, text):
-    """Write text to a temporary name in the same directory, then rename over ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def read_list(path):
+    """Parse a clip list into ListEntry items."""
+    return [entry for _, entry in read_list_numbered(path)]
 
 
 def write_list(path, entries):
-    write_text_atomic(path, "".join(f"{video} {num_frames} {label}\n"
+    atomic_write_text(path, "".join(f"{video} {num_frames} {label}\n"
                                     for video, num_frames, label in entries))
 
 

@@ -16,9 +16,10 @@ import numpy as np
 class GlobalBatchSampler:
     """Yields this rank's keys ``[(epoch, index), ...]`` for each remaining global step.
 
-    ``drop_last=True`` (training) drops the last incomplete global batch. With
-    ``drop_last=False`` the last batch is kept, trimmed to a multiple of ``world_size`` (every
-    rank must run the same number of steps with equal shares); with one rank nothing is lost.
+    ``drop_last=True`` (training) drops the last incomplete global batch. ``drop_last=False``
+    keeps every sample: the last, smaller batch is split equally across the ranks, so its size
+    ``num_samples % global_batch_size`` must be a multiple of ``world_size``; otherwise the
+    constructor raises ValueError instead of silently dropping the remainder.
     """
 
     def __init__(self, num_samples, global_batch_size, rank=0, world_size=1, seed=0, epoch=0,
@@ -37,6 +38,13 @@ class GlobalBatchSampler:
         self.rank, self.world_size = int(rank), int(world_size)
         self.seed = int(seed)
         self.drop_last = bool(drop_last)
+        rest = self.num_samples % self.global_batch_size
+        if not self.drop_last and rest % self.world_size:
+            raise ValueError(
+                f"drop_last=False keeps every sample, but the last global batch of {num_samples} "
+                f"samples in batches of {global_batch_size} holds {rest}, which {world_size} ranks "
+                f"cannot share equally: use drop_last=True, or a sample count whose remainder is "
+                f"a multiple of {world_size}")
         self.epoch = int(epoch)
         self.start_step = int(start_step)
         if self.start_step < 0 or self.start_step > self.steps_per_epoch:
@@ -45,9 +53,7 @@ class GlobalBatchSampler:
     @property
     def steps_per_epoch(self):
         full, rest = divmod(self.num_samples, self.global_batch_size)
-        if not self.drop_last and rest >= self.world_size:
-            return full + 1
-        return full
+        return full + 1 if rest and not self.drop_last else full
 
     def set_epoch(self, epoch, start_step=0):
         self.epoch = int(epoch)
@@ -58,8 +64,7 @@ class GlobalBatchSampler:
 
     def global_batch(self, step, perm=None):
         perm = self.permutation() if perm is None else perm
-        batch = perm[step * self.global_batch_size:(step + 1) * self.global_batch_size]
-        return batch[:len(batch) - len(batch) % self.world_size]
+        return perm[step * self.global_batch_size:(step + 1) * self.global_batch_size]
 
     def rank_slice(self, batch):
         share = len(batch) // self.world_size

@@ -10,7 +10,7 @@ import os
 
 import cv2
 
-from .lists import count_video_frames, read_list
+from .lists import count_video_frames, read_list_numbered
 
 
 def _check_images(args):
@@ -34,7 +34,7 @@ def verify_dataset(frames_root, list_paths, template="img_{:05d}.jpg", num_class
     image_jobs, total = [], 0
     unique_paths = list(dict.fromkeys(os.path.abspath(p) for p in list_paths))
     for list_path in unique_paths:
-        for line, entry in enumerate(read_list(list_path), start=1):
+        for line, entry in read_list_numbered(list_path):
             total += 1
             where = f"{list_path}:{line}"
             if entry.video in seen:

@@ -1,0 +1,164 @@
+"""Loading checkpoints: exact resume (weights, optimizer with its LR scheduler, loss scaler,
+per-rank RNG states) and model weights alone for fine-tuning, always through the restricted
+loader. The layout is documented in checkpoint.py's docstring. Not collective: every rank reads
+the checkpoint itself.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import numpy as np
+import paddle
+
+from . import compat, dist
+from .checkpoint_layout import (MODEL_FILE, OPTIM_FILE, RNG_FILE, SCALER_FILE, CheckpointError,
+                                checkpoint_problem, read_state)
+from .logs import get_logger
+from .models.finetune import StateDictMismatch, compare_state_dict, load_pretrained, mismatch_message
+from .rng_state import read_rank_rng, restore_rng_state
+from .safeload import restricted_load
+
+LR_SCHEDULER_KEY, MASTER_WEIGHTS_KEY = "LR_Scheduler", "master_weights"
+
+
+def _remap_optimizer_state(opt_state: dict, saved_names: dict, model, source: str) -> dict:
+    """Re-key accumulators from the saving process's parameter names to this model's.
+
+    Paddle names parameters from global counters (linear_3.w_0), so the same network built in
+    another order or process has other names; the structured names (fc.weight) are stable.
+    """
+    current = {name: p.name for name, p in model.named_parameters()}
+    missing = sorted(set(saved_names) - set(current))
+    if missing:
+        raise CheckpointError(f"{source}: parameters {missing[:10]} of the checkpoint are not in "
+                              "this model (another architecture or options?)")
+    rename = {saved_names[k]: current[k] for k in saved_names}
+    prefixes = sorted(rename, key=len, reverse=True)
+
+    def new_key(key):
+        for old in prefixes:
+            if key == old or key.startswith(old + "_"):
+                return rename[old] + key[len(old):]
+        raise CheckpointError(f"{source}: optimizer entry '{key}' belongs to no parameter "
+                              "recorded in state.json")
+
+    remapped = {}
+    for key, value in opt_state.items():
+        if key == LR_SCHEDULER_KEY:
+            remapped[key] = value
+        elif key == MASTER_WEIGHTS_KEY and isinstance(value, dict):
+            remapped[key] = {new_key(k): v for k, v in value.items()}
+        else:
+            remapped[new_key(key)] = value
+    return remapped
+
+
+def _load_optimizer(path: str, optimizer, state: dict, model) -> None:
+    file_path = os.path.join(path, OPTIM_FILE)
+    if not os.path.isfile(file_path):
+        raise CheckpointError(f"{path}: no {OPTIM_FILE} (saved without an optimizer)")
+    saved = state["versions"].get("paddle", "?")
+    try:
+        opt_state = restricted_load(file_path)
+        opt_state = _remap_optimizer_state(opt_state, state["param_names"], model, file_path)
+        has_sched = isinstance(getattr(optimizer, "_learning_rate", None), paddle.optimizer.lr.LRScheduler)
+        if has_sched and LR_SCHEDULER_KEY not in opt_state:
+            get_logger().warning(f"{file_path}: no LR scheduler state; the scheduler starts from its beginning")
+        optimizer.set_state_dict(opt_state)
+    except CheckpointError:
+        raise
+    except Exception as e:
+        raise CheckpointError(f"{file_path}: optimizer state written by Paddle {saved} cannot be "
+                              f"loaded by Paddle {paddle.__version__} ({type(e).__name__}: {e}); "
+                              "start a new optimizer with --weights instead of --resume") from e
+
+
+def _load_scaler(path: str, scaler) -> None:
+    with open(os.path.join(path, SCALER_FILE), encoding="utf-8") as f:
+        saved = json.load(f)
+    state = dict(saved.get("state") or {})
+    enabled_now = bool(scaler.state_dict())
+    if not saved.get("enabled") or not state:
+        if enabled_now:
+            get_logger().warning(f"{path}: the loss scaler was disabled when saved (CPU?); it starts "
+                           "from its initial scale")
+        return
+    if not enabled_now:
+        get_logger().info(f"{path}: loss-scaler state not restored: the scaler is disabled here (CPU/fp32)")
+        return
+    state["scale"] = np.asarray(state["scale"], dtype=np.float32).reshape(-1)
+    scaler.load_state_dict(state)
+
+
+def load_checkpoint(path: str, *, model, optimizer=None, scaler=None) -> dict:
+    """Every rank reads ``path`` itself (shared storage required). Verifies sizes and sha256,
+    restores weights, optimizer (with its LR scheduler), scaler and, when the world size
+    matches, this rank's RNG states. Returns train_state."""
+    rank = dist.get_rank()
+    if not os.path.isdir(path):
+        raise CheckpointError(f"rank {rank} cannot read checkpoint {path}: no such directory on "
+                              "this node (resuming needs the run directory on shared storage)")
+    problem = checkpoint_problem(path, verify_sha256=True)
+    if problem:
+        raise CheckpointError(f"rank {rank}: checkpoint unusable: {problem}")
+    state = read_state(path)
+    saved_paddle = state["versions"].get("paddle", "?")
+    if not re.match(r"^\d+\.", saved_paddle) or compat.major_of(saved_paddle) != compat.paddle_major():
+        get_logger().warning(f"{path} was written by Paddle {saved_paddle}; loading under {paddle.__version__}")
+    _load_model_strict(os.path.join(path, MODEL_FILE), model)
+    if optimizer is not None:
+        _load_optimizer(path, optimizer, state, model)
+    if scaler is not None:
+        _load_scaler(path, scaler)
+    world, saved_world = dist.get_world_size(), state["world_size"]
+    if world == saved_world:
+        restored = restore_rng_state(read_rank_rng(os.path.join(path, RNG_FILE), rank))
+        get_logger().info(f"restored RNG states ({', '.join(restored)}) of rank {rank}")
+    elif dist.is_main_process():
+        get_logger().info(f"{path} was saved by {saved_world} rank(s), this job has {world}: process RNG "
+                    "states are not restored (each rank keeps its start-up seeding); harmless, since "
+                    "sample randomness is a pure function of (train.seed, epoch, global index)")
+    return state["train_state"]
+
+
+def _load_model_strict(file_path: str, model) -> None:
+    weights = restricted_load(file_path)
+    missing, unexpected, mis_shaped = compare_state_dict(model, weights)
+    if missing or unexpected or mis_shaped:
+        raise CheckpointError(mismatch_message(missing, unexpected, mis_shaped, file_path))
+    model.set_state_dict(weights)
+
+
+def load_weights(path: str, model, *, allow_head_mismatch: bool = True) -> dict:
+    """Model weights only (fine-tuning, --weights), always through the restricted loader.
+
+    ``path``: a checkpoint directory (its model.pdparams), a .pdparams file, or converted
+    weights (the .meta.json beside them is not needed here). A classifier head of another
+    shape is left new when ``allow_head_mismatch``; any other mismatch raises CheckpointError
+    listing keys and shapes. Returns {"source", "loaded", "skipped_head", "new_head"}.
+    """
+    file_path = os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
+    if not os.path.isfile(file_path):
+        raise CheckpointError(f"--weights {path}: no such file (expected a .pdparams file or a "
+                              f"checkpoint directory holding {MODEL_FILE})")
+    try:
+        weights = restricted_load(file_path)
+    except Exception as e:  # UnsafeFileError (refused global) or an unreadable file
+        raise CheckpointError(f"--weights {path}: {e}") from e
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"--weights {path}: holds a {type(weights).__name__}, not a state dict")
+    if allow_head_mismatch:
+        try:
+            report = load_pretrained(model, weights, source=file_path)
+        except StateDictMismatch as e:
+            raise CheckpointError(str(e)) from e
+    else:
+        _load_model_strict(file_path, model)
+        report = {"loaded": sorted(weights), "skipped_head": [], "new_head": False}
+    if report["new_head"]:
+        get_logger().warning(f"--weights {file_path}: classifier head not loaded (other shape or absent: "
+                       f"{report['skipped_head']}); it keeps its fresh initialisation")
+    get_logger().info(f"loaded {len(report['loaded'])} tensors from {file_path}")
+    return {"source": file_path, **report}
