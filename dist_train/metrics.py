@@ -19,7 +19,7 @@ import os
 import time
 
 from .logs import get_logger
-from .rundir import atomic_write_text
+from .atomic import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 VDL_DIR = "vdl"

@@ -37,7 +37,7 @@ import signal
 
 from . import dist
 from .logs import get_logger
-from .rundir import atomic_write_text
+from .atomic import atomic_write_text
 # Re-exported: the trainer's loaders and the tests use them through this module too.
 from .data.workers import STOP_SIGNALS, make_worker_init_fn, protect_worker, worker_init_fn  # noqa: F401
 

@@ -19,7 +19,7 @@ import time
 
 import cv2
 
-from .lists import write_text_atomic
+from ..atomic import atomic_write_text
 from .readers import DEFAULT_FRAME_TEMPLATE, BadSampleError, open_video
 
 
@@ -149,5 +149,5 @@ def extract_all(src_root, dst_root, workers=1, short_side=None, template=DEFAULT
               "extracted": len(frames), "skipped_complete": skipped,
               "failed_count": len(failed), "failed": sorted(failed, key=lambda f: f["video"]),
               "frames": dict(sorted(frames.items()))}
-    write_text_atomic(os.path.join(dst_root, "extract_report.json"), json.dumps(report, indent=1))
+    atomic_write_text(os.path.join(dst_root, "extract_report.json"), json.dumps(report, indent=1))
     return report

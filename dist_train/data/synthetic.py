@@ -25,7 +25,7 @@ import os
 import cv2
 import numpy as np
 
-from .lists import write_text_atomic
+from ..atomic import atomic_write_text
 from .readers import count_decoded_frames
 
 # (forward class, time-reversed class, motion). Order of use when --classes < 12.
@@ -194,16 +194,16 @@ def make_synthetic(out, num_classes=4, videos_per_class=300, seed=0, height=64, 
                                                   "heldout": is_heldout}
     split_dir = os.path.join(out, "ucfTrainTestlist")
     crlf = "\r\n"
-    write_text_atomic(os.path.join(split_dir, "classInd.txt"),
+    atomic_write_text(os.path.join(split_dir, "classInd.txt"),
                       "".join(f"{i + 1} {c}{crlf}" for i, c in enumerate(classes)))
-    write_text_atomic(os.path.join(split_dir, "trainlist01.txt"),
+    atomic_write_text(os.path.join(split_dir, "trainlist01.txt"),
                       "".join(f"{c}/{n}.avi {lab + 1}{crlf}" for c, n, lab in sorted(train)))
-    write_text_atomic(os.path.join(split_dir, "testlist01.txt"),
+    atomic_write_text(os.path.join(split_dir, "testlist01.txt"),
                       "".join(f"{c}/{n}.avi{crlf}" for c, n, _ in sorted(test)))
-    write_text_atomic(os.path.join(out, "heldout", "heldout.txt"),
+    atomic_write_text(os.path.join(out, "heldout", "heldout.txt"),
                       "".join(line + "\n" for line in heldout))
     manifest = {"seed": seed, "classes": classes, "height": height, "width": width,
                 "fourcc": fourcc, "pairs": [list(p) for p in pairs], "test_groups": test_groups,
                 "num_train": len(train), "num_test": len(test), "videos": videos}
-    write_text_atomic(os.path.join(out, "synthetic.json"), json.dumps(manifest, indent=1))
+    atomic_write_text(os.path.join(out, "synthetic.json"), json.dumps(manifest, indent=1))
     return manifest
