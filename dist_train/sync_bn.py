@@ -1,10 +1,14 @@
 """Synchronised batch norm across data-parallel ranks, and the conversion back to plain BN.
 
 - GPU: ``paddle.nn.SyncBatchNorm`` (its kernel exists only on GPU).
-- CPU with several ranks: ``CpuSyncBatchNorm``, a twin built on ``paddle.autograd.PyLayer``.
-  Forward all-reduces ``[sum x, sum x^2, n]`` per channel (so shards of different sizes work),
-  normalises with the global mean and biased variance; backward all-reduces
-  ``[sum dy, sum dy * xhat]`` and returns the exact gradient of the global batch's BN.
+- CPU with several ranks: ``CpuSyncBatchNorm``, a twin built from Paddle's fused batch-norm
+  kernels and one ``paddle.autograd.PyLayer``. Forward: each rank's exact mean and variance
+  (fused kernel), ONE all-reduce of ``[n, n*mean, n*(var + mean^2)]`` in float64 (so shards of
+  different sizes work), then the inference-form kernel with the global mean and biased
+  variance. Backward: the fused gradient kernel gives ``w*inv_std*dy`` and this rank's
+  ``[sum dy, sum dy*xhat]``; ONE all-reduce of those, and the rest of the exact gradient of the
+  global batch's BN is one more fused pass (see ``_GlobalBatchGradient``). No host copies, no
+  broadcasting elementwise ops (Paddle's CPU broadcast kernels cost ~5x a fused pass).
   Weight and bias gradients stay local: DataParallel averages them like every other gradient,
   and each rank's loss is the mean over its own equal share, so the result equals one rank
   holding the whole batch.
@@ -18,7 +22,6 @@
 """
 from __future__ import annotations
 
-import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
@@ -34,47 +37,73 @@ def _channel_axis(data_format: str, ndim: int) -> int:
     return ndim - 1 if data_format.endswith("C") and data_format != "NC" else 1
 
 
-def _local_moments(x: paddle.Tensor, axes: list[int]) -> np.ndarray:
-    """[sum x (C), sum x^2 (C), n] of this rank's batch, float64 on the host (the CPU twin runs
-    on the host anyway)."""
-    x64 = paddle.cast(x, "float64")  # E[x^2] - E[x]^2 loses digits in float32
-    total = paddle.sum(x64, axis=axes).numpy()
-    squares = paddle.sum(x64 * x64, axis=axes).numpy()
-    count = x.size // total.size
-    return np.concatenate([total, squares, [float(count)]])
+def _as_float32(x: paddle.Tensor) -> paddle.Tensor:
+    return x if x.dtype == paddle.float32 else paddle.cast(x, "float32")
 
 
-class _SyncBatchNormFunction(PyLayer):
-    """y = xhat * weight + bias with xhat from the global (all-ranks) mean and variance."""
+def _global_moments(x: paddle.Tensor, channels: int, data_format: str, epsilon: float):
+    """Per-channel mean and biased variance (float32 [C] each) over every rank's batch, and
+    the global count per channel.
+
+    Each rank gets its exact two-pass mean and variance from Paddle's fused batch-norm kernel
+    (training mode on scratch statistics with momentum 0 writes the batch mean and biased
+    variance into them), then ONE all-reduce of [n, n*mean, n*(var + mean^2)] in float64
+    combines the ranks: float64 keeps the between-rank term exact, where summing x^2 over a
+    whole activation in float32 would lose digits.
+    """
+    mean = paddle.zeros([channels], "float32")
+    var = paddle.zeros([channels], "float32")
+    F.batch_norm(x, mean, var, training=True, momentum=0.0, epsilon=epsilon,
+                 data_format=data_format)
+    count = float(x.size // channels)
+    mean64, var64 = paddle.cast(mean, "float64"), paddle.cast(var, "float64")
+    local = paddle.concat([paddle.full([1], count, "float64"), mean64 * count,
+                           (var64 + mean64 * mean64) * count])
+    total = dist.all_reduce_sum_tensor_(local)
+    global_count = float(total[0])
+    global_mean = total[1:channels + 1] / global_count
+    global_var = paddle.clip(total[channels + 1:] / global_count - global_mean * global_mean,
+                             min=0.0)
+    return paddle.cast(global_mean, "float32"), paddle.cast(global_var, "float32"), global_count
+
+
+class _GlobalBatchGradient(PyLayer):
+    """Adds to x's gradient the part that flows through the global mean and variance.
+
+    The layer computes ``y = batch_norm(x, mean, var, weight', bias')`` in inference form with
+    the global statistics: Paddle's fused kernel then returns, in one pass, the gradient for
+    constant statistics ``w * inv_std * dy`` plus this rank's ``sum dy`` and ``sum dy * xhat``
+    (the gradients of bias' and weight'). ``weight'`` and ``bias'`` come out of this node (as
+    copies: Paddle refuses outputs sharing an input's memory), so its backward receives those
+    two sums, all-reduces them (one collective per layer), and returns for x the rest of the
+    exact gradient of the global batch's BN,
+    ``-w * inv_std * (mean dy + xhat * mean(dy * xhat))`` (means over every rank), computed
+    by the same fused kernel as an affine map of x. Paddle adds it to the first part.
+    Weight and bias gradients stay local: DataParallel averages them like every other gradient.
+    """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, mean, inv_std, axes, shape, global_count):
-        xhat = (paddle.cast(x, "float32") - mean.reshape(shape)) * inv_std.reshape(shape)
-        y = xhat * weight.reshape(shape) + bias.reshape(shape)
-        ctx.save_for_backward(xhat, weight, inv_std)
-        ctx.axes, ctx.shape, ctx.global_count = axes, shape, global_count
+    def forward(ctx, x, weight, bias, mean, var, epsilon, data_format, global_count):
+        ctx.save_for_backward(x, weight, mean, var)
+        ctx.epsilon, ctx.data_format, ctx.global_count = epsilon, data_format, global_count
         ctx.needs = (not x.stop_gradient, not weight.stop_gradient, not bias.stop_gradient)
-        return paddle.cast(y, x.dtype)
+        return paddle.assign(weight), paddle.assign(bias)
 
     @staticmethod
-    def backward(ctx, dy):
-        xhat, weight, inv_std = ctx.saved_tensor()
-        axes, shape = ctx.axes, ctx.shape
-        dy = paddle.cast(dy, "float32")
-        sum_dy = paddle.sum(dy, axis=axes)
-        sum_dy_xhat = paddle.sum(dy * xhat, axis=axes)
+    def backward(ctx, grad_weight, grad_bias):
+        x, weight, mean, var = ctx.saved_tensor()
         grad_x = None
         if ctx.needs[0]:
-            both = np.concatenate([sum_dy.numpy(), sum_dy_xhat.numpy()]).astype(np.float64)
-            both = dist.all_reduce_sum(both) / ctx.global_count
-            channels = sum_dy.shape[0]
-            mean_dy = paddle.to_tensor(both[:channels].astype(np.float32)).reshape(shape)
-            mean_dy_xhat = paddle.to_tensor(both[channels:].astype(np.float32)).reshape(shape)
-            grad_x = (weight.reshape(shape) * inv_std.reshape(shape)) * (
-                dy - mean_dy - xhat * mean_dy_xhat)
-        grad_w = sum_dy_xhat if ctx.needs[1] else None
-        grad_b = sum_dy if ctx.needs[2] else None
-        return grad_x, grad_w, grad_b
+            channels = weight.shape[0]
+            sums = dist.all_reduce_sum_tensor_(paddle.concat([grad_bias, grad_weight]))
+            scale = weight / paddle.sqrt(var + ctx.epsilon) / -ctx.global_count
+            # batch_norm(x) = (x - mean) * inv_std * s + t: here s = -w inv_std mean(dy xhat),
+            # t = -w inv_std mean(dy).
+            grad_x = F.batch_norm(x, mean, var, weight=scale * sums[channels:],
+                                  bias=scale * sums[:channels], training=False,
+                                  epsilon=ctx.epsilon, data_format=ctx.data_format)
+        return (grad_x, grad_weight if ctx.needs[1] else None,
+                grad_bias if ctx.needs[2] else None)
 
 
 class CpuSyncBatchNorm(nn.Layer):
@@ -100,23 +129,20 @@ class CpuSyncBatchNorm(nn.Layer):
             return F.batch_norm(x, self._mean, self._variance, weight=self.weight, bias=self.bias,
                                 training=False, momentum=self._momentum, epsilon=self._epsilon,
                                 data_format=self._data_format)
-        axis = _channel_axis(self._data_format, x.ndim)
-        axes = [i for i in range(x.ndim) if i != axis]
-        shape = [1] * x.ndim
-        shape[axis] = -1
+        x32 = _as_float32(x)
         with paddle.no_grad():
-            moments = dist.all_reduce_sum(_local_moments(x, axes))
-            channels = (moments.size - 1) // 2
-            count = moments[-1]
-            mean = moments[:channels] / count
-            var = np.maximum(moments[channels:2 * channels] / count - mean * mean, 0.0)
-            m = self._momentum
-            self._mean.set_value(m * self._mean.numpy() + (1 - m) * mean.astype(np.float32))
-            self._variance.set_value(m * self._variance.numpy() + (1 - m) * var.astype(np.float32))
-            mean_t = paddle.to_tensor(mean.astype(np.float32))
-            inv_std_t = paddle.to_tensor((1.0 / np.sqrt(var + self._epsilon)).astype(np.float32))
-        return _SyncBatchNormFunction.apply(x, self.weight, self.bias, mean_t, inv_std_t, axes,
-                                            shape, float(count))
+            mean, var, count = _global_moments(x32.detach(), self._num_features,
+                                               self._data_format, self._epsilon)
+            m = self._momentum  # Paddle's convention, biased variance included
+            paddle.assign(self._mean * m + mean * (1.0 - m), output=self._mean)
+            paddle.assign(self._variance * m + var * (1.0 - m), output=self._variance)
+        weight, bias = self.weight, self.bias
+        if not (x32.stop_gradient and weight.stop_gradient and bias.stop_gradient):
+            weight, bias = _GlobalBatchGradient.apply(x32, weight, bias, mean, var, self._epsilon,
+                                                      self._data_format, count)
+        y = F.batch_norm(x32, mean, var, weight=weight, bias=bias, training=False,
+                         epsilon=self._epsilon, data_format=self._data_format)
+        return y if y.dtype == x.dtype else paddle.cast(y, x.dtype)
 
     def extra_repr(self):
         return f"num_features={self._num_features}, momentum={self._momentum}, epsilon={self._epsilon}"

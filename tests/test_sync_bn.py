@@ -76,3 +76,44 @@ def test_two_ranks_match_one_rank_with_the_whole_batch(tmp_path):
     # Negative control: per-rank BN on shards with different statistics is visibly off.
     for key in ("outputs", "loss", "grad/0.weight", "state/1._mean", "state/0.weight"):
         assert np.abs(plain[key] - one[key]).max() > 1e-3, key
+
+
+@pytest.mark.parametrize("x_needs_grad,affine_trainable", [(True, False), (False, True)])
+def test_cpu_twin_matches_paddle_batchnorm_with_frozen_parts(x_needs_grad, affine_trainable):
+    """Frozen weight/bias (fine-tuning) or an input without gradient (first layer): the twin's
+    gradients and statistics still equal Paddle's BN, and nothing is computed for frozen parts."""
+    paddle.seed(2)
+    plain = nn.BatchNorm3D(3, momentum=0.8)
+    twin = nn.BatchNorm3D(3, momentum=0.8)
+    twin.set_state_dict(plain.state_dict())
+    twin = sync_bn.CpuSyncBatchNorm(twin)
+    x_np = np.random.default_rng(3).normal(-4.0, 0.5, [4, 3, 2, 3, 3]).astype(np.float32)
+    weights = paddle.to_tensor(np.random.default_rng(4).normal(size=x_np.shape).astype(np.float32))
+    results = []
+    for layer in (plain, twin):
+        layer.train()
+        layer.weight.stop_gradient = layer.bias.stop_gradient = not affine_trainable
+        x = paddle.to_tensor(x_np, stop_gradient=not x_needs_grad)
+        y = layer(x)
+        (y * weights).sum().backward()
+        grads = [t.grad for t in (x, layer.weight, layer.bias)]
+        assert [g is not None for g in grads] == [x_needs_grad, affine_trainable, affine_trainable]
+        results.append([y.numpy(), layer._mean.numpy(), layer._variance.numpy()]
+                       + [g.numpy() for g in grads if g is not None])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_twin_statistics_are_exact_far_from_zero():
+    """A large common offset (mean 1000, std 0.1): the float64 combination of per-rank moments
+    keeps the variance (float32 sums of x^2 would lose it entirely)."""
+    twin = sync_bn.CpuSyncBatchNorm(nn.BatchNorm3D(2, momentum=0.0))
+    x_np = np.random.default_rng(5).normal(1000.0, 0.1, [4, 2, 2, 4, 4]).astype(np.float32)
+    twin.train()
+    y = twin(paddle.to_tensor(x_np)).numpy()
+    x64 = x_np.astype(np.float64)
+    var = x64.var(axis=(0, 2, 3, 4))
+    np.testing.assert_allclose(twin._variance.numpy(), var, rtol=1e-3)
+    expected = (x64 - x64.mean(axis=(0, 2, 3, 4), keepdims=True)) / np.sqrt(
+        var.reshape(1, 2, 1, 1, 1) + 1e-5)
+    np.testing.assert_allclose(y, expected, atol=2e-3)
