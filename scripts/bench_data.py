@@ -1,13 +1,35 @@
 """Data-path benchmark on ONE CPU core: JPEG frames, raw video, packed store, loaders.
 
 Generates its own synthetic UCF-101-like data (320x240 textured motion videos, XviD) in a temp
-directory, extracts JPEG frames, packs a store at short side 128, then times training clips
-(16x112x112 uint8, multi-scale corner crop + flip: the dataset item) per source. Everything runs
-pinned to one CPU (os.sched_setaffinity) with one OpenCV/OMP thread; loader workers inherit the
-pin, so "through the loader, 1 worker" means worker and trainer share that core.
+directory, extracts JPEG frames (quality 95), packs a store at short side 128 (frames 128x171),
+then times training items (uint8 [3,16,112,112] + label, TrainClipDataset: temporal draw, crop,
+flip) per source. Everything runs pinned to one CPU (os.sched_setaffinity) with one OpenCV/OMP
+thread; loader workers inherit the pin, so "through the loader, 1 worker" means worker and
+trainer share that core. Rates are the best of 3 windows (the least disturbed by other
+processes); ``load_avg_1m_at`` gives os.getloadavg()[0] when each number was taken.
 
-Cold cache: the store's shards are evicted with posix_fadvise(DONTNEED) (no root needed) before
-one clip of every video is read. Ends by printing ONE JSON object on the last line (--json).
+Keys (clips per second unless named otherwise):
+- jpeg_decode_bound_clips_per_s: plain cv2.imread (BGR, nothing else) of the same 16 JPEG frames
+  the dataset reads; jpeg_clips_per_s: the dataset on the frame folders (decode to RGB + the
+  paper's multiscale corner crop, resize to 112, flip); jpeg_fraction_of_bound: their ratio.
+- video_clips_per_s: the same dataset on the raw videos (sequential decode from frame 0).
+- packed_clips_per_s: the dataset on the store with data.train_crop 'random' (a 112x112 window
+  of the stored 128x171 frames, no resize) + flip: crop and flip on uint8.
+- packed_multiscale_clips_per_s: the dataset on the store with the paper's multiscale corner
+  crop + bilinear resize to 112 + flip.
+- packed_read_only_clips_per_s: PackedStoreReader.read of 16 frames alone (a view: no copy).
+- memcpy_bound_clips_per_s: np.copyto of 16 stored frames (16x128x171x3 bytes) out of the page
+  cache into a reused buffer.
+- packed_cold_read_clips_per_s: after posix_fadvise(DONTNEED) on the shards (no root needed),
+  one read + copy of 16 frames of every listed video (disk or device speed, not page cache).
+- packed_loader_clips_per_s / packed_multiscale_loader_clips_per_s: the packed_clips_per_s /
+  packed_multiscale_clips_per_s datasets through make_loader (kind shm, 1 worker, batch 16),
+  counted at the trainer; packed_stock_loader_clips_per_s: the same through the stock
+  paddle.io.DataLoader (1 worker); packed_loader_speedup_vs_stock: their ratio.
+- packed_{random,multiscale}_{shm,stock}_loader_{0,1}w_clips_per_s: every loader combination;
+  *_1w_2cpu_*: one worker, both CPUs allowed (worker and trainer may run in parallel).
+
+Ends by printing ONE JSON object on the last line (--json).
 """
 import argparse
 import json
@@ -27,8 +49,9 @@ from dist_train.data.datasets import TrainClipDataset  # noqa: E402
 from dist_train.data.extract import extract_video, find_videos  # noqa: E402
 from dist_train.data.lists import ListEntry  # noqa: E402
 from dist_train.data.loader import make_loader  # noqa: E402
-from dist_train.data.readers import FrameFolderReader, VideoReader, read_rgb_image  # noqa: E402
+from dist_train.data.readers import FrameFolderReader, VideoReader  # noqa: E402
 from dist_train.data.sampler import GlobalBatchSampler  # noqa: E402
+from dist_train.data.sampling import clip_indices, train_start  # noqa: E402
 from dist_train.data.store import (PackedStoreReader, evict_from_page_cache,  # noqa: E402
                                    pack_store)
 from dist_train.data.synthetic import make_synthetic  # noqa: E402
@@ -92,13 +115,13 @@ def loader_rate(dataset, kind, workers, batch, seconds):
     return max(rates)
 
 
-def loader_rate_in_child(tmp, entries, kind, workers, batch, seconds, cpus, scales):
+def loader_rate_in_child(tmp, entries, kind, workers, batch, seconds, cpus, train_crop):
     """Each loader runs in a fresh process with a hard timeout: Paddle's DataLoader worker
     can deadlock when forked while another Paddle thread holds an allocator lock (seen here),
     and one hang must not lose the other numbers. Returns clips/s or a 'failed: ...' string."""
     spec = {"store": os.path.join(tmp, "store"), "entries": [list(e) for e in entries],
             "kind": kind, "workers": workers, "batch": batch, "seconds": seconds,
-            "cpus": sorted(cpus), "scales": scales}
+            "cpus": sorted(cpus), "train_crop": train_crop}
     try:
         done = subprocess.run([sys.executable, os.path.abspath(__file__), "--loader-child",
                                json.dumps(spec)], capture_output=True, text=True,
@@ -116,10 +139,14 @@ def loader_child(spec):
     os.sched_setaffinity(0, set(spec["cpus"]))
     cv2.setNumThreads(1)
     entries = [ListEntry(*e) for e in spec["entries"]]
-    kwargs = {"scales": tuple(spec["scales"])} if spec["scales"] else {}
     dataset = TrainClipDataset(entries, PackedStoreReader(spec["store"]), 16, 112, seed=0,
-                               **kwargs)
+                               train_crop=spec["train_crop"])
     print(loader_rate(dataset, spec["kind"], spec["workers"], spec["batch"], spec["seconds"]))
+
+
+def ratio(a, b):
+    """a / b rounded, or None when a loader run failed (its value is a 'failed: ...' text)."""
+    return round(a / b, 3) if isinstance(a, float) and isinstance(b, float) else None
 
 
 def machine(cpu):
@@ -148,73 +175,76 @@ def main(argv=None):
     cpu = args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {cpu})
     cv2.setNumThreads(1)
-    result = {"machine": machine(cpu), "clip": "uint8 [3,16,112,112], multiscale corner crop + "
-              "flip; frames 320x240 JPEG q95; store short side 128",
+    result = {"machine": machine(cpu), "clip": "uint8 [3,16,112,112] + flip; frames 320x240 "
+              "JPEG q95; store short side 128; crops: see the keys",
               "cold_cache_method": "posix_fadvise(POSIX_FADV_DONTNEED) on the shard files"}
+    loads = result["load_avg_1m_at"] = {}
+
+    def record(key, value):
+        result[key] = value
+        loads[key] = round(os.getloadavg()[0], 2)
+
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
         t0 = time.time()
         videos_root, entries = make_data(tmp, args.videos_per_class, 40)
         result["setup_s"] = round(time.time() - t0, 1)
         store = PackedStoreReader(os.path.join(tmp, "store"))
+        frames_reader = FrameFolderReader(os.path.join(tmp, "frames"), JPG)
         datasets = {
-            "jpeg": TrainClipDataset(entries, FrameFolderReader(os.path.join(tmp, "frames"), JPG),
-                                     16, 112, seed=0),
+            "jpeg": TrainClipDataset(entries, frames_reader, 16, 112, seed=0),
             "video": TrainClipDataset(entries, VideoReader(videos_root), 16, 112, seed=0),
-            "packed": TrainClipDataset(entries, store, 16, 112, seed=0),
-            # scale 0.875 of short side 128 = 112: corner crops + flip without any resize
-            "packed_noresize": TrainClipDataset(entries, store, 16, 112, seed=0, scales=(0.875,))}
+            "packed": TrainClipDataset(entries, store, 16, 112, seed=0, train_crop="random"),
+            "packed_multiscale": TrainClipDataset(entries, store, 16, 112, seed=0)}
         keys = [(0, i) for i in range(len(entries))]
         s = args.seconds
-        frames_reader = datasets["jpeg"].reader
 
-        def decode_only(key):  # the same 16 frames the dataset reads, plain cv2 decode
-            ds = datasets["jpeg"]
-            rng = np.random.default_rng([ds.seed, key[0], key[1]])
-            start = int(rng.integers(0, max(1, entries[key[1]].num_frames - 15)))
-            for i in range(start, start + 16):
-                read_rgb_image(frames_reader.frame_path(entries[key[1]].video,
-                                                        min(i, entries[key[1]].num_frames - 1)))
+        def decode_only(key):  # the 16 frames the jpeg dataset reads for key, plain decode
+            entry = entries[key[1]]
+            rng = np.random.default_rng([0, key[0], key[1]])  # the dataset's seed 0 draw
+            start = train_start(rng, entry.num_frames, 16, 1)
+            for i in sorted(set(clip_indices(start, entry.num_frames, 16, 1))):
+                cv2.imread(frames_reader.frame_path(entry.video, i), cv2.IMREAD_COLOR)
 
-        result["jpeg_decode_bound_clips_per_s"] = rate(decode_only, keys, s)
-        result["jpeg_clips_per_s"] = rate(datasets["jpeg"].__getitem__, keys, s)
-        result["video_clips_per_s"] = rate(datasets["video"].__getitem__, keys, s)
-        result["packed_clips_per_s"] = rate(datasets["packed"].__getitem__, keys, s)
+        record("jpeg_decode_bound_clips_per_s", rate(decode_only, keys, s))
+        record("jpeg_clips_per_s", rate(datasets["jpeg"].__getitem__, keys, s))
+        record("video_clips_per_s", rate(datasets["video"].__getitem__, keys, s))
+        record("packed_clips_per_s", rate(datasets["packed"].__getitem__, keys, s))
+        record("packed_multiscale_clips_per_s",
+               rate(datasets["packed_multiscale"].__getitem__, keys, s))
         read_keys = [(e.video, list(range(e.num_frames - 16, e.num_frames))) for e in entries]
-        result["packed_noresize_clips_per_s"] = rate(datasets["packed_noresize"].__getitem__,
-                                                     keys, s)
-        result["packed_read_only_clips_per_s"] = rate(lambda k: store.read(*k), read_keys, s)
+        record("packed_read_only_clips_per_s", rate(lambda k: store.read(*k), read_keys, s))
         buffer = np.empty((16,) + store.frames(entries[0].video).shape[1:], np.uint8)
-        result["memcpy_bound_clips_per_s"] = rate(
-            lambda k: np.copyto(buffer, store.frames(k[0])[-16:]), read_keys, s)
+        record("memcpy_bound_clips_per_s", rate(
+            lambda k: np.copyto(buffer, store.frames(k[0])[-16:]), read_keys, s))
         store.close()
         evicted = evict_from_page_cache(os.path.join(tmp, "store"))
         cold = PackedStoreReader(os.path.join(tmp, "store"))
         start = time.perf_counter()
         for video, indices in read_keys:
-            cold.read(video, indices)
-        result["packed_cold_read_clips_per_s"] = len(read_keys) / (time.perf_counter() - start)
+            np.copyto(buffer, cold.read(video, indices))  # a view: copying touches the pages
+        record("packed_cold_read_clips_per_s", len(read_keys) / (time.perf_counter() - start))
         result["cold_cache_bytes_evicted"] = evicted
         cold.close()
-        for name, scales in (("packed", None), ("packed_noresize", [0.875])):
-            for kind in ("stock", "shm"):
-                for workers in (0, 1):
-                    result[f"{name}_{kind}_loader_{workers}w_clips_per_s"] = loader_rate_in_child(
-                        tmp, entries, kind, workers, args.batch, s, {cpu}, scales)
-        result["packed_loader_clips_per_s"] = result["packed_shm_loader_1w_clips_per_s"]
+        for crop, train_crop in (("random", "random"), ("multiscale", "multiscale_corner")):
+            for kind in ("shm", "stock"):
+                for workers in (1, 0):
+                    record(f"packed_{crop}_{kind}_loader_{workers}w_clips_per_s",
+                           loader_rate_in_child(tmp, entries, kind, workers, args.batch, s,
+                                                {cpu}, train_crop))
         # Worker on its own core (like REFERENCE §4's per-worker figure): both CPUs allowed.
-        for kind in ("stock", "shm"):
-            result[f"packed_noresize_{kind}_loader_1w_2cpu_clips_per_s"] = loader_rate_in_child(
-                tmp, entries, kind, 1, args.batch, s, set(range(os.cpu_count())), [0.875])
+        for kind in ("shm", "stock"):
+            record(f"packed_random_{kind}_loader_1w_2cpu_clips_per_s", loader_rate_in_child(
+                tmp, entries, kind, 1, args.batch, s, set(range(os.cpu_count())), "random"))
+    result["packed_loader_clips_per_s"] = result["packed_random_shm_loader_1w_clips_per_s"]
+    result["packed_stock_loader_clips_per_s"] = result["packed_random_stock_loader_1w_clips_per_s"]
+    result["packed_multiscale_loader_clips_per_s"] = \
+        result["packed_multiscale_shm_loader_1w_clips_per_s"]
     result["load_avg_1m_end"] = os.getloadavg()[0]
     result = {k: round(v, 1) if isinstance(v, float) else v for k, v in result.items()}
-    result["speedup_shm_vs_stock_1w"] = (
-        round(result["packed_shm_loader_1w_clips_per_s"]
-              / result["packed_stock_loader_1w_clips_per_s"], 2)
-        if all(isinstance(result[k], float) for k in ("packed_shm_loader_1w_clips_per_s",
-                                                      "packed_stock_loader_1w_clips_per_s"))
-        else None)
-    result["jpeg_fraction_of_bound"] = round(result["jpeg_clips_per_s"]
-                                             / result["jpeg_decode_bound_clips_per_s"], 3)
+    result["packed_loader_speedup_vs_stock"] = ratio(result["packed_loader_clips_per_s"],
+                                                     result["packed_stock_loader_clips_per_s"])
+    result["jpeg_fraction_of_bound"] = ratio(result["jpeg_clips_per_s"],
+                                             result["jpeg_decode_bound_clips_per_s"])
     for key, value in result.items():
         if key != "machine":
             print(f"# {key}: {value}", file=sys.stderr)

@@ -108,3 +108,35 @@ def test_worker_errors_and_deaths_are_reported():
     with pytest.raises(RuntimeError, match="died"):
         list(iterator)
     assert loader._workers == []
+
+
+class PlainDataset:
+    """A dataset without get_into: the loader copies each item into the slot."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __getitem__(self, key):
+        return self.inner[key]
+
+
+@pytest.mark.parametrize("train_crop", ["random", "multiscale_corner"])
+def test_batches_stay_valid_after_their_slot_is_reused(train_crop):
+    """Tensors handed out are copies: keeping every batch of an epoch (the ring has fewer
+    slots) still gives the stock loader's values; with and without the dataset's get_into."""
+    ds = TrainClipDataset(entries(), ArrayReader(LENGTHS), clip_len=6, crop_size=12, seed=3,
+                          train_crop=train_crop)
+    sampler = GlobalBatchSampler(len(ds), 2, seed=4)
+    reference = collect(make_loader(ds, sampler, 0, kind="stock"), 2, sampler)
+    for dataset in (ds, PlainDataset(ds)):
+        loader = make_loader(dataset, sampler, 1, kind="shm", prefetch_batches=1)
+        kept = []
+        for epoch in range(2):
+            sampler.set_epoch(epoch)
+            kept.extend(loader)  # tensors only, converted after the whole run
+        assert len(kept) > loader._ring.slots
+        assert_same_batches([[t.numpy() for t in batch] for batch in kept], reference)
+        loader.close()

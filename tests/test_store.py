@@ -13,6 +13,7 @@ from dist_train.data.readers import BadSampleError, FrameFolderReader, VideoRead
 from dist_train.data.store import (PackedStoreReader, StoreError, evict_from_page_cache,
                                    free_space_problems, pack_store, verify_store)
 from dist_train.data.synthetic import make_synthetic
+from dist_train.data.transforms import CropSizeError
 
 import data_tools.pack_clips as pack_cli
 
@@ -45,8 +46,13 @@ def data(tmp_path_factory):
                 store_frames=store_frames, store_video=store_video, store_resized=store_resized)
 
 
-def train_clips(entries, reader, epochs=3):
-    ds = TrainClipDataset(entries, reader, clip_len=8, crop_size=24, seed=5)
+CROPS = [("multiscale_corner", True), ("multiscale_corner", False), ("random", True),
+         ("random", False)]
+
+
+def train_clips(entries, reader, epochs=3, crop="multiscale_corner", hflip=True):
+    ds = TrainClipDataset(entries, reader, clip_len=8, crop_size=24, seed=5, train_crop=crop,
+                          hflip=hflip)
     return [ds[(epoch, i)] for epoch in range(epochs) for i in range(len(ds))]
 
 
@@ -69,17 +75,21 @@ def test_content_is_textured(data):
     assert clip.std() > 10 and len(np.unique(clip)) > 100
 
 
-def test_store_from_frames_equals_frame_reader_bit_exact(data):
+@pytest.mark.parametrize("crop, hflip", CROPS)
+def test_store_from_frames_equals_frame_reader_bit_exact(data, crop, hflip):
     store = PackedStoreReader(data["store_frames"])
     frames = FrameFolderReader(data["frames"], JPG)
-    assert_same_items(train_clips(data["entries"], store), train_clips(data["entries"], frames))
+    assert_same_items(train_clips(data["entries"], store, 3, crop, hflip),
+                      train_clips(data["entries"], frames, 3, crop, hflip))
     assert_same_items(eval_clips(data["entries"], store), eval_clips(data["entries"], frames))
 
 
-def test_store_from_videos_equals_video_reader_bit_exact(data):
+@pytest.mark.parametrize("crop, hflip", CROPS)
+def test_store_from_videos_equals_video_reader_bit_exact(data, crop, hflip):
     store = PackedStoreReader(data["store_video"])
     video = VideoReader(data["videos"])
-    assert_same_items(train_clips(data["entries"], store, 2), train_clips(data["entries"], video, 2))
+    assert_same_items(train_clips(data["entries"], store, 2, crop, hflip),
+                      train_clips(data["entries"], video, 2, crop, hflip))
     assert_same_items(eval_clips(data["entries"], store), eval_clips(data["entries"], video))
 
 
@@ -91,11 +101,12 @@ def test_resized_store_equals_eval_path_at_that_short_side(data):
     assert_same_items(eval_clips(data["entries"], store, 32), eval_clips(data["entries"], frames, 32))
 
 
-def test_jpeg_frames_vs_raw_video_within_tolerance(data):
+@pytest.mark.parametrize("crop", ["multiscale_corner", "random"])
+def test_jpeg_frames_vs_raw_video_within_tolerance(data, crop):
     """Stated tolerance: JPEG (quality 95) frames of the decoded video differ from the decoded
     video by at most 5 grey levels on average and PSNR >= 30 dB (lossy; REFERENCE §3)."""
-    jpeg = train_clips(data["entries"], PackedStoreReader(data["store_frames"]), 1)
-    video = train_clips(data["entries"], PackedStoreReader(data["store_video"]), 1)
+    jpeg = train_clips(data["entries"], PackedStoreReader(data["store_frames"]), 1, crop)
+    video = train_clips(data["entries"], PackedStoreReader(data["store_video"]), 1, crop)
     diffs = np.concatenate([(a[0].astype(np.float64) - b[0]).ravel() for a, b in zip(jpeg, video)])
     assert 0 < np.abs(diffs).mean() <= 5
     psnr = 10 * np.log10(255 ** 2 / np.mean(diffs ** 2))
@@ -107,7 +118,14 @@ def test_reader_slices_loop_padded_indices_and_pickles_without_maps(data):
     store = PackedStoreReader(data["store_frames"])
     video = data["entries"][1].video
     full = store.frames(video)
-    np.testing.assert_array_equal(store.read(video, [3, 4, 0, 3]), full[[3, 4, 0, 3]])
+    padded = store.read(video, [3, 4, 0, 3])
+    np.testing.assert_array_equal(padded, full[[3, 4, 0, 3]])
+    for indices in ([1, 2, 3, 4], [0, 2, 4], [5]):  # evenly spaced: a read-only view, no copy
+        view = store.read(video, indices)
+        np.testing.assert_array_equal(view, full[indices])
+        assert np.shares_memory(view, full) and not view.flags.writeable
+    assert not np.shares_memory(padded, full)
+    assert store.frame_size(video) == (48, 64)
     assert store._maps
     clone = pickle.loads(pickle.dumps(store))
     assert clone._maps == {}
@@ -116,6 +134,17 @@ def test_reader_slices_loop_padded_indices_and_pickles_without_maps(data):
         store.read("Nope/v_nope", [0])
     with pytest.raises(BadSampleError, match="frame 1000 requested"):
         store.read(video, [999])
+
+
+def test_random_crop_on_a_store_smaller_than_the_crop_fails_before_training(data):
+    store = PackedStoreReader(data["store_resized"])  # frames 32x43
+    with pytest.raises(CropSizeError, match=r"store_s32/.*: frames are 32x43 \(HxW\), smaller "
+                                             r"than the 40x40 crop.*--short-side"):
+        TrainClipDataset(data["entries"], store, clip_len=8, crop_size=40, seed=0,
+                         train_crop="random")
+    clip, _ = TrainClipDataset(data["entries"], store, clip_len=8, crop_size=32, seed=0,
+                               train_crop="random")[(0, 0)]
+    assert clip.shape == (3, 8, 32, 32)
 
 
 def test_resume_skips_packed_videos_and_removes_leftovers(data, tmp_path):

@@ -14,12 +14,16 @@ draws), an evaluation clip by the next clip of the same video (so video-level av
 correct); each replacement is counted in ``bad_sample_count``, shared with loader workers
 (forked processes), and logged with the path.
 
+``get_into(key, out)`` writes the clip into a caller's uint8 buffer (a loader's shared batch
+slot) instead of a new array and returns the other fields; the clip is the same as ``ds[key]``'s.
+
 The plain classes need no Paddle: ``paddle.io.DataLoader(dataset, batch_sampler=...)`` accepts
 them, passes tuple keys through unchanged (0 and N workers) and its default collate stacks the
 items into tensors (clip uint8, label int64).
 """
 import logging
 import multiprocessing
+import os
 
 import numpy as np
 
@@ -60,6 +64,11 @@ class _ListDataset:
         self.skip_bad_samples = bool(skip_bad_samples)
         self._bad = _BadSampleCounter()
 
+    def _read(self, video, indices):
+        # A reader's read_frames (frame list, not stacked) is cheaper for decoded frames.
+        read = getattr(self.reader, "read_frames", None) or self.reader.read
+        return read(video, indices)
+
     @property
     def labels(self):
         return [e.label for e in self.entries]
@@ -98,27 +107,54 @@ class TrainClipDataset(_ListDataset):
         self.train_crop = train_crop
         self.scales = tuple(scales)
         self.hflip = bool(hflip)
+        if train_crop == "random":
+            self._check_frame_sizes()
+
+    def _check_frame_sizes(self):
+        """A store knows every frame size: refuse a too large 'random' crop before training."""
+        frame_size = getattr(self.reader, "frame_size", None)
+        if frame_size is None:
+            return  # frame folders and videos: checked per clip
+        for entry in self.entries:
+            try:
+                height, width = frame_size(entry.video)
+            except BadSampleError:
+                continue  # reported (or skipped) when the sample is read
+            transforms.check_random_crop_fits(height, width, self.crop_size,
+                                              self._source(entry))
+
+    def _source(self, entry):
+        root = getattr(self.reader, "root", None)
+        return os.path.join(root, entry.video) if root else entry.video
 
     def __len__(self):
         return len(self.entries)
 
-    def load(self, epoch, index):
-        """The sample (clip, label) for this key, without bad-sample replacement."""
+    def load(self, epoch, index, out=None):
+        """The sample (clip, label) for this key, without bad-sample replacement; the clip is
+        written into ``out`` when given."""
         entry = self.entries[index]
         rng = np.random.default_rng([self.seed, int(epoch), int(index)])
         start = sampling.train_start(rng, entry.num_frames, self.clip_len, self.stride)
         indices = sampling.clip_indices(start, entry.num_frames, self.clip_len, self.stride)
-        frames = self.reader.read(entry.video, indices)
+        frames = self._read(entry.video, indices)
         clip = transforms.train_transform(rng, frames, self.crop_size, self.train_crop,
-                                          self.scales, self.hflip)
+                                          self.scales, self.hflip, out, self._source(entry))
         return clip, entry.label
 
+    def get_into(self, key, out):
+        """Write the clip of ``ds[key]`` into ``out``; return the other fields (label,)."""
+        return self._get(key, out)[1:]
+
     def __getitem__(self, key):
+        return self._get(key, None)
+
+    def _get(self, key, out):
         epoch, index = key
         for step in range(len(self.entries)):
             candidate = (int(index) + step) % len(self.entries)
             try:
-                return self.load(epoch, candidate)
+                return self.load(epoch, candidate, out)
             except BadSampleError as error:
                 self._replace_or_raise(error, f"epoch {epoch} index {candidate}")
         raise RuntimeError("every sample of the training list is unreadable")
@@ -162,25 +198,40 @@ class EvalClipDataset(_ListDataset):
             entry = self.entries[video]
             indices = sampling.clip_indices(self.starts[video][clip], entry.num_frames,
                                             self.clip_len, self.stride)
-            frames = self.reader.read(entry.video, indices)
-            self._cache = transforms.eval_crops(frames, self.short_side, self.crop_size,
+            frames = self._read(entry.video, indices)
+            self._cache = transforms.eval_clips(frames, self.short_side, self.crop_size,
                                                 self.num_crops)
             self._cache_key = (video, clip)
         return self._cache
 
-    def load(self, index):
+    def load(self, index, out=None):
         video, clip, crop = self._items[index]
-        return (transforms.to_clip(self._crops(video, clip)[crop]), self.entries[video].label,
-                video, clip * self.num_crops + crop)
+        cached = self._crops(video, clip)[crop]
+        if out is None:
+            clip_array = cached.copy()  # the cache is reused for the next crop
+        else:
+            if out.shape != cached.shape or out.dtype != cached.dtype:
+                raise ValueError(f"output buffer is {out.shape} {out.dtype}, the clip is "
+                                 f"{cached.shape} {cached.dtype}")
+            np.copyto(out, cached)
+            clip_array = out
+        return clip_array, self.entries[video].label, video, clip * self.num_crops + crop
+
+    def get_into(self, index, out):
+        """Write the clip of ``ds[index]`` into ``out``; return (label, video, clip_index)."""
+        return self._get(index, out)[1:]
 
     def __getitem__(self, index):
+        return self._get(index, None)
+
+    def _get(self, index, out):
         index = int(index)
         video = self._items[index][0]
         begin, end = self.video_clip_ranges[video]
         for step in range(end - begin):
             candidate = begin + (index - begin + step) % (end - begin)
             try:
-                return self.load(candidate)
+                return self.load(candidate, out)
             except BadSampleError as error:
                 self._replace_or_raise(error, f"item {candidate} of video {video}")
         raise BadSampleError(self.entries[video].video, "no clip of this video is readable")
@@ -197,6 +248,5 @@ def sample_video_test_clips(path, clip_len, crop_size, short_side=None, stride=1
     clips = []
     for start in sampling.test_starts(len(frames), clip_len, stride):
         indices = sampling.clip_indices(start, len(frames), clip_len, stride)
-        for crop in transforms.eval_crops(frames[indices], short_side, crop_size, num_crops):
-            clips.append(transforms.to_clip(crop))
+        clips.extend(transforms.eval_clips(frames[indices], short_side, crop_size, num_crops))
     return np.stack(clips)

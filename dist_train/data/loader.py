@@ -3,9 +3,15 @@
 Paddle's DataLoader pickles every sample from a worker process to the trainer (REFERENCE §4:
 about 1,600-1,700 uint8 clips/s per worker, less than one worker produces). ``ShmBatchLoader``
 instead forks worker processes that write each batch's clips straight into a ring of shared
-batch buffers mapped before the fork; only the slot number and the small fields (labels,
-indices) cross a pipe. The trainer copies a finished slot once into a tensor (the copy a GPU
-needs anyway) and hands the slot back.
+batch buffers mapped before the fork (the dataset's ``get_into`` writes the transform's output
+into the slot: no per-clip array, no second copy); only the slot number and the small fields
+(labels, indices) cross a pipe. The trainer copies a finished slot once into a tensor (the copy
+a GPU needs anyway) and hands the slot back.
+
+On CPU that copy goes into a numpy array that the tensor then wraps without copying: Paddle's
+own CPU allocation of a fresh 10 MB tensor page-faults all of its pages on every batch (measured:
+about 9 ms per 16-clip batch, 0.6 ms per clip, more than a fast reader needs to make the clip),
+while numpy's heap reuses freed memory (1 ms per batch).
 
 Both loaders yield the same batches, in the same order: a list ``[clips, field1, ...]`` of
 ``paddle.Tensor``; ``clips`` is the stacked first item field (uint8 ``[B, 3, T, H, W]``), the other
@@ -17,8 +23,8 @@ has saved and shut them down.
 """
 import mmap
 import multiprocessing
+import multiprocessing.connection
 import os
-import queue
 import traceback
 
 import numpy as np
@@ -46,11 +52,19 @@ def make_loader(dataset, batch_sampler, num_workers, kind="shm", prefetch_batche
     raise ValueError(f"unknown loader kind {kind!r}: use one of {LOADER_KINDS}")
 
 
-def _to_tensors(clips, fields):
+def _to_tensors(clips, fields, owned=False):
+    """Tensors of a batch on Paddle's current device. ``owned``: ``clips`` is a fresh array
+    nobody else uses (else, e.g. a ring slot, it is copied)."""
     import paddle
-    out = [paddle.to_tensor(clips)]
-    out.extend(paddle.to_tensor(np.asarray(f, dtype=np.int64)) for f in fields)
-    return out
+    arrays = [clips] + [np.asarray(f, dtype=np.int64) for f in fields]
+    if paddle.device.get_device() != "cpu":
+        return [paddle.to_tensor(a) for a in arrays]  # the host-to-device copy
+    if not owned:
+        arrays[0] = np.empty(clips.shape, clips.dtype)
+        np.copyto(arrays[0], clips)
+    # zero_copy: the tensor shares (and keeps alive) the numpy array.
+    return [paddle.Tensor(np.ascontiguousarray(a), paddle.CPUPlace(), False, True)
+            for a in arrays]
 
 
 def _split_items(items):
@@ -70,32 +84,34 @@ class _Ring:
         return np.frombuffer(self.buffer, dtype, count, slot * self.slot_bytes).reshape(shape)
 
 
-def _worker_loop(dataset, ring, clip_shape, clip_dtype, tasks, results, parent_pid):
-    """Fill slots: task (batch_no, slot, keys) -> result (batch_no, slot, fields, error)."""
+def _worker_loop(dataset, ring, clip_shape, clip_dtype, tasks, results):
+    """Fill slots: task (batch_no, slot, keys) -> result (batch_no, slot, fields, error).
+
+    The worker dies with the trainer (protect_worker), so it may block on ``tasks`` forever.
+    """
     protect_worker()
     while True:
-        try:
-            task = tasks.get(timeout=5)
-        except queue.Empty:
-            if os.getppid() != parent_pid:  # the trainer died: do not linger
-                return
-            continue
+        task = tasks.get()
         if task is None:
             return
         batch_no, slot, keys = task
         try:
             out = ring.view(slot, (len(keys),) + clip_shape, clip_dtype)
+            get_into = getattr(dataset, "get_into", None)
             fields = []
             for k, key in enumerate(keys):
+                if get_into is not None:  # the transform writes straight into the slot
+                    fields.append(tuple(get_into(key, out[k])))
+                    continue
                 item = dataset[key]
                 if item[0].shape != clip_shape or item[0].dtype != clip_dtype:
                     raise ValueError(f"sample {key!r} has shape {item[0].shape} {item[0].dtype}, "
                                      f"the batch buffers hold {clip_shape} {clip_dtype}")
                 out[k] = item[0]
                 fields.append(item[1:])
-            results.put((batch_no, slot, [list(c) for c in zip(*fields)], None))
+            results.send((batch_no, slot, [list(c) for c in zip(*fields)], None))
         except Exception:  # reported to and raised by the trainer process
-            results.put((batch_no, slot, None, traceback.format_exc()))
+            results.send((batch_no, slot, None, traceback.format_exc()))
 
 
 class ShmBatchLoader:
@@ -127,7 +143,7 @@ class ShmBatchLoader:
         if self.num_workers == 0:
             for keys in batches:
                 clips, fields = _split_items([self.dataset[k] for k in keys])
-                yield _to_tensors(np.stack(clips), fields)
+                yield _to_tensors(np.stack(clips), fields, owned=True)
             return
         yield from self._iter_workers(batches)
 
@@ -144,28 +160,38 @@ class ShmBatchLoader:
         return ring, shape, dtype
 
     def _start_workers(self, ring, shape, dtype):
+        # Plain pipes, no multiprocessing.Queue: a Queue's feeder thread fights the trainer
+        # for the GIL and, with worker and trainer on one core, cost about 2 ms per batch.
+        # Tasks: one SimpleQueue (workers take the next batch when free); results: one pipe
+        # per worker, so workers never contend for a lock to report.
         context = multiprocessing.get_context("fork")
-        self._tasks, self._results = context.Queue(), context.Queue()
+        self._tasks = context.SimpleQueue()
+        pipes = [context.Pipe(duplex=False) for _ in range(self.num_workers)]
+        self._results = [reader for reader, _ in pipes]
         self._workers = [context.Process(target=_worker_loop, daemon=True,
                                          args=(self.dataset, ring, shape, dtype, self._tasks,
-                                               self._results, os.getpid()))
-                         for _ in range(self.num_workers)]
+                                               writer))
+                         for _, writer in pipes]
         for worker in self._workers:
             worker.start()
+        for _, writer in pipes:
+            writer.close()  # the trainer only reads
 
     def close(self):
         """Stop the worker processes (also done at garbage collection and interpreter exit)."""
         workers, self._workers = self._workers, []
-        for _ in workers:
-            self._tasks.put(None)
+        for worker in workers:
+            if worker.is_alive():
+                self._tasks.put(None)
         for worker in workers:
             worker.join(timeout=5)
             if worker.is_alive():
                 worker.terminate()
                 worker.join()
         if workers:
-            self._tasks.cancel_join_thread()
-            self._results.cancel_join_thread()
+            for reader in self._results:
+                reader.close()
+            self._tasks.close()
 
     def __del__(self):
         if getattr(self, "_workers", None):
@@ -203,14 +229,18 @@ class ShmBatchLoader:
     def _get(self):
         waited = 0.0
         while True:
-            try:
-                return self._results.get(timeout=1.0)
-            except queue.Empty:
-                waited += 1.0
-                dead = [w.pid for w in self._workers if not w.is_alive()]
-                if dead:
-                    raise RuntimeError(f"loader worker process(es) {dead} died (killed, or out "
-                                       f"of memory?)") from None
-                if waited >= self.timeout_s:
-                    raise RuntimeError(f"no batch from the loader workers in {waited:.0f} s") \
-                        from None
+            ready = multiprocessing.connection.wait(self._results, timeout=1.0)
+            for reader in ready:
+                try:
+                    return reader.recv()
+                except EOFError:
+                    break  # that worker is gone: reported below
+            else:
+                if not ready:
+                    waited += 1.0
+            dead = [w.pid for w in self._workers if not w.is_alive()]
+            if dead:
+                raise RuntimeError(f"loader worker process(es) {dead} died (killed, or out "
+                                   f"of memory?)")
+            if waited >= self.timeout_s:
+                raise RuntimeError(f"no batch from the loader workers in {waited:.0f} s")

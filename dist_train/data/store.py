@@ -112,7 +112,8 @@ def _write_index(store_dir, index):
 
 class PackedStoreReader:
     """Same interface as FrameFolderReader / VideoReader: ``read(video, indices)`` returns the
-    0-based frames as one uint8 RGB array ``[T, H, W, 3]`` sliced from a memory map.
+    0-based frames as one uint8 RGB array ``[T, H, W, 3]`` sliced from a memory map: a
+    read-only view (no copy) when the indices are evenly spaced, a copy otherwise (loop padding).
 
     The index is read once; shard memory maps are opened lazily in the process that reads (after
     a fork, a DataLoader worker opens its own), and are not pickled.
@@ -149,7 +150,8 @@ class PackedStoreReader:
             if os.path.getsize(path) != self.shards[name]:
                 raise StoreError(f"{path}: shard size changed since the index was read "
                                  f"(truncated?); rebuild the store")
-            shard = np.memmap(path, dtype=np.uint8, mode="r")
+            # A plain ndarray view of the map: slicing a np.memmap subclass costs more per call.
+            shard = np.asarray(np.memmap(path, dtype=np.uint8, mode="r"))
             self._maps[name] = shard
         return shard
 
@@ -173,10 +175,17 @@ class PackedStoreReader:
             raise BadSampleError(os.path.join(self.root, video),
                                  f"frame {last + 1} requested, the store holds {len(frames)} "
                                  f"(the list's frame count is too large?)")
-        first = indices[0]
-        if list(indices) == list(range(first, first + len(indices))):
-            return frames[first:first + len(indices)].copy()  # one contiguous memcpy
+        first, count = indices[0], len(indices)
+        step = indices[1] - first if count > 1 else 1
+        if step > 0 and list(indices) == list(range(first, first + step * count, step)):
+            # Evenly spaced (a clip without loop padding): a read-only view, no copy; the
+            # transform cuts its box straight from the memory map.
+            return frames[first:first + step * (count - 1) + 1:step]
         return frames[np.asarray(indices)]
+
+    def frame_size(self, video):
+        """(height, width) of a video's frames, from the index (no read)."""
+        return self.frames(video).shape[1:3]
 
 
 def evict_from_page_cache(store_dir):
