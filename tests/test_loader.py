@@ -8,6 +8,7 @@ import pytest
 from dist_train.data.datasets import EvalClipDataset, TrainClipDataset
 from dist_train.data.lists import ListEntry
 from dist_train.data.loader import ShmBatchLoader, make_loader
+from dist_train.data.readers import BadSampleError
 from dist_train.data.sampler import EvalBatchSampler, GlobalBatchSampler
 
 pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)
@@ -140,3 +141,28 @@ def test_batches_stay_valid_after_their_slot_is_reused(train_crop):
         assert len(kept) > loader._ring.slots
         assert_same_batches([[t.numpy() for t in batch] for batch in kept], reference)
         loader.close()
+
+
+class FailingReader(ArrayReader):
+    def read(self, video, indices):
+        if video == self.fail_video:
+            raise BadSampleError(video, "unreadable (test)")
+        return self.videos[video][indices]
+
+
+def test_bad_samples_are_counted_once_per_epoch_like_the_stock_loader():
+    """Buffers are sized from the dataset's clip_layout: no extra probe load to count."""
+    counts = {}
+    first_index = list(GlobalBatchSampler(len(LENGTHS), 4, seed=1))[0][0][1]
+    bad_video = entries()[first_index].video  # what a probe of the first sample would read
+    for kind, workers in (("stock", 0), ("shm", 0), ("shm", 1)):
+        ds = TrainClipDataset(entries(), FailingReader(LENGTHS, fail_video=bad_video),
+                              clip_len=6, crop_size=12, seed=3, skip_bad_samples=True)
+        sampler = GlobalBatchSampler(len(ds), 4, seed=1)
+        loader = make_loader(ds, sampler, workers, kind=kind)
+        batches = collect(loader, 1)
+        counts[(kind, workers)] = ds.reset_bad_sample_count()
+        assert len(batches) == len(LENGTHS) // 4
+        if hasattr(loader, "close"):
+            loader.close()
+    assert set(counts.values()) == {1}, counts

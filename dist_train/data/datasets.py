@@ -70,6 +70,11 @@ class _ListDataset:
         return read(video, indices)
 
     @property
+    def clip_layout(self):
+        """(shape, dtype) of every clip: what a loader sizes its buffers by."""
+        return (3, self.clip_len, self.crop_size, self.crop_size), np.uint8
+
+    @property
     def labels(self):
         return [e.label for e in self.entries]
 

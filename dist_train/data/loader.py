@@ -67,9 +67,24 @@ def _to_tensors(clips, fields, owned=False):
             for a in arrays]
 
 
-def _split_items(items):
-    """[(clip, a, b), ...] -> (list of clips, [[a...], [b...]])."""
-    return [it[0] for it in items], [list(column) for column in zip(*[it[1:] for it in items])]
+def _fill_batch(dataset, keys, out):
+    """Write the clips of ``keys`` into ``out[k]``; return the other fields as columns.
+
+    A dataset's ``get_into`` writes the transform's output there directly; otherwise each
+    item's clip is copied in (its shape and dtype must match the buffer's)."""
+    get_into = getattr(dataset, "get_into", None)
+    rows = []
+    for k, key in enumerate(keys):
+        if get_into is not None:
+            rows.append(tuple(get_into(key, out[k])))
+            continue
+        item = dataset[key]
+        if item[0].shape != out.shape[1:] or item[0].dtype != out.dtype:
+            raise ValueError(f"sample {key!r} has shape {item[0].shape} {item[0].dtype}, "
+                             f"the batch buffers hold {out.shape[1:]} {out.dtype}")
+        out[k] = item[0]
+        rows.append(item[1:])
+    return [list(column) for column in zip(*rows)]
 
 
 class _Ring:
@@ -96,20 +111,9 @@ def _worker_loop(dataset, ring, clip_shape, clip_dtype, tasks, results):
             return
         batch_no, slot, keys = task
         try:
-            out = ring.view(slot, (len(keys),) + clip_shape, clip_dtype)
-            get_into = getattr(dataset, "get_into", None)
-            fields = []
-            for k, key in enumerate(keys):
-                if get_into is not None:  # the transform writes straight into the slot
-                    fields.append(tuple(get_into(key, out[k])))
-                    continue
-                item = dataset[key]
-                if item[0].shape != clip_shape or item[0].dtype != clip_dtype:
-                    raise ValueError(f"sample {key!r} has shape {item[0].shape} {item[0].dtype}, "
-                                     f"the batch buffers hold {clip_shape} {clip_dtype}")
-                out[k] = item[0]
-                fields.append(item[1:])
-            results.send((batch_no, slot, [list(c) for c in zip(*fields)], None))
+            fields = _fill_batch(dataset, keys, ring.view(slot, (len(keys),) + clip_shape,
+                                                          clip_dtype))
+            results.send((batch_no, slot, fields, None))
         except Exception:  # reported to and raised by the trainer process
             results.send((batch_no, slot, None, traceback.format_exc()))
 
@@ -119,9 +123,9 @@ class ShmBatchLoader:
 
     Workers are forked at the first ``iter()`` and persist across epochs (keys travel with each
     task, so ``batch_sampler.set_epoch`` needs no new workers; the dataset object is the one of
-    fork time). An abandoned or failed iteration stops them; ``close()`` stops them. The first
-    sample of the first batch is loaded in the trainer to size the buffers; samples
-    of other shapes raise an error.
+    fork time). An abandoned or failed iteration stops them; ``close()`` stops them. Buffers are
+    sized by the dataset's ``clip_layout`` (shape, dtype) if it has one, else by loading the first
+    sample of the first batch in the trainer; samples of other shapes raise an error.
     """
 
     def __init__(self, dataset, batch_sampler, num_workers=1, prefetch_batches=2, timeout_s=600):
@@ -141,17 +145,24 @@ class ShmBatchLoader:
         if not batches:
             return
         if self.num_workers == 0:
+            shape, dtype = self._clip_layout(batches)
             for keys in batches:
-                clips, fields = _split_items([self.dataset[k] for k in keys])
-                yield _to_tensors(np.stack(clips), fields, owned=True)
+                clips = np.empty((len(keys),) + shape, dtype)  # filled in place, no stacking
+                yield _to_tensors(clips, _fill_batch(self.dataset, keys, clips), owned=True)
             return
         yield from self._iter_workers(batches)
 
+    def _clip_layout(self, batches):
+        if self._layout is None:
+            known = getattr(self.dataset, "clip_layout", None)  # (shape, dtype), no loading
+            if known is None:  # probe one sample (once) for the clip shape and dtype
+                probe = self.dataset[batches[0][0]][0]
+                known = (probe.shape, probe.dtype)
+            self._layout = (tuple(known[0]), np.dtype(known[1]))
+        return self._layout
+
     def _ensure_ring(self, batches):
-        if self._layout is None:  # probe one sample (once) for the clip shape and dtype
-            probe = self.dataset[batches[0][0]][0]
-            self._layout = (tuple(probe.shape), probe.dtype)
-        shape, dtype = self._layout
+        shape, dtype = self._clip_layout(batches)
         slot_bytes = max(len(b) for b in batches) * int(np.prod(shape)) * np.dtype(dtype).itemsize
         slots = self.num_workers * self.prefetch_batches
         ring = self._ring
