@@ -166,3 +166,22 @@ def test_bad_samples_are_counted_once_per_epoch_like_the_stock_loader():
         if hasattr(loader, "close"):
             loader.close()
     assert set(counts.values()) == {1}, counts
+
+
+def test_cpu_batches_wrap_their_slot_until_released():
+    """On CPU a batch tensor wraps its ring slot (no copy); the slot returns to the workers once
+    the consumer drops the batch, and the values are the stock loader's."""
+    ds = TrainClipDataset(entries(), ArrayReader(LENGTHS), clip_len=6, crop_size=12, seed=3,
+                          train_crop="random")
+    sampler = GlobalBatchSampler(len(ds), 2, seed=4)
+    reference = collect(make_loader(ds, sampler, 0, kind="stock"), 3, sampler)
+    loader = make_loader(ds, sampler, 1, kind="shm", prefetch_batches=1)
+    got, lent = [], set()
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        for batch in loader:
+            lent.add(len(loader._lent))
+            got.append([t.numpy() for t in batch])
+    assert_same_batches(got, reference)
+    assert loader._ring.slots == 1 + 2 and lent == {1, 2}  # 2: this batch and the last one
+    loader.close()

@@ -8,10 +8,13 @@ into the slot: no per-clip array, no second copy); only the slot number and the 
 (labels, indices) cross a pipe. The trainer copies a finished slot once into a tensor (the copy
 a GPU needs anyway) and hands the slot back.
 
-On CPU that copy goes into a numpy array that the tensor then wraps without copying: Paddle's
-own CPU allocation of a fresh 10 MB tensor page-faults all of its pages on every batch (measured:
-about 9 ms per 16-clip batch, 0.6 ms per clip, more than a fast reader needs to make the clip),
-while numpy's heap reuses freed memory (1 ms per batch).
+On CPU there is no copy at all: the batch tensor wraps the slot itself (Paddle's zero-copy
+tensor keeps a reference to the numpy view), and the slot goes back to the workers only when no
+tensor uses it any more (its reference count, checked before every task is sent). The ring has
+two slots more for such lent batches; if a consumer keeps more batches alive than that, the
+loader copies instead (at least one slot always circulates). ``paddle.to_tensor`` would be
+worse than a copy: Paddle's CPU allocation of a fresh 10 MB tensor page-faults all of its pages
+on every batch (measured: about 9 ms per 16-clip batch, 0.6 ms per clip).
 
 Both loaders yield the same batches, in the same order: a list ``[clips, field1, ...]`` of
 ``paddle.Tensor``; ``clips`` is the stacked first item field (uint8 ``[B, 3, T, H, W]``), the other
@@ -24,7 +27,7 @@ has saved and shut them down.
 import mmap
 import multiprocessing
 import multiprocessing.connection
-import os
+import sys
 import traceback
 
 import numpy as np
@@ -32,6 +35,7 @@ import numpy as np
 from .workers import protect_worker, register_parent_cleanup, worker_init_fn
 
 LOADER_KINDS = ("shm", "stock")
+LENT_SLOTS = 2  # extra ring slots for CPU batches the trainer still holds (see above)
 
 
 def make_loader(dataset, batch_sampler, num_workers, kind="shm", prefetch_batches=2,
@@ -52,12 +56,17 @@ def make_loader(dataset, batch_sampler, num_workers, kind="shm", prefetch_batche
     raise ValueError(f"unknown loader kind {kind!r}: use one of {LOADER_KINDS}")
 
 
+def _on_cpu():
+    import paddle
+    return paddle.device.get_device() == "cpu"
+
+
 def _to_tensors(clips, fields, owned=False):
-    """Tensors of a batch on Paddle's current device. ``owned``: ``clips`` is a fresh array
-    nobody else uses (else, e.g. a ring slot, it is copied)."""
+    """Tensors of a batch on Paddle's current device. ``owned``: on CPU the clips tensor may
+    wrap ``clips`` itself (else, e.g. a slot that goes back to the workers, it is copied)."""
     import paddle
     arrays = [clips] + [np.asarray(f, dtype=np.int64) for f in fields]
-    if paddle.device.get_device() != "cpu":
+    if not _on_cpu():
         return [paddle.to_tensor(a) for a in arrays]  # the host-to-device copy
     if not owned:
         arrays[0] = np.empty(clips.shape, clips.dtype)
@@ -136,6 +145,7 @@ class ShmBatchLoader:
         self.timeout_s = timeout_s
         self._ring = self._worker_ring = self._layout = None
         self._workers = []
+        self._lent = {}  # slot -> the view a live CPU tensor wraps
 
     def __len__(self):
         return len(self.batch_sampler)
@@ -164,11 +174,30 @@ class ShmBatchLoader:
     def _ensure_ring(self, batches):
         shape, dtype = self._clip_layout(batches)
         slot_bytes = max(len(b) for b in batches) * int(np.prod(shape)) * np.dtype(dtype).itemsize
-        slots = self.num_workers * self.prefetch_batches
+        slots = self.num_workers * self.prefetch_batches + (LENT_SLOTS if _on_cpu() else 0)
         ring = self._ring
         if ring is None or ring.slots != slots or ring.slot_bytes < slot_bytes:
+            # Batches lent from the old ring keep its mapping alive (their views hold it).
             self._ring = ring = _Ring(slots, slot_bytes)
+            self._lent = {}
         return ring, shape, dtype
+
+    def _reclaim(self, free):
+        """Slots whose lent view only this loader references go back to ``free``."""
+        for slot in list(self._lent):
+            if sys.getrefcount(self._lent[slot]) <= 2:  # the dict's reference and the argument
+                del self._lent[slot]
+                free.append(slot)
+
+    def _hand_out(self, ring, slot, shape, dtype, fields, free):
+        """The batch tensors of a filled slot: lent (CPU, while another slot circulates) or
+        copied (the slot is free again at once)."""
+        clips = ring.view(slot, shape, dtype)
+        if _on_cpu() and len(self._lent) + 1 < ring.slots:
+            self._lent[slot] = clips
+            return _to_tensors(clips, fields, owned=True)
+        free.append(slot)
+        return _to_tensors(clips, fields)
 
     def _start_workers(self, ring, shape, dtype):
         # Plain pipes, no multiprocessing.Queue: a Queue's feeder thread fights the trainer
@@ -214,10 +243,11 @@ class ShmBatchLoader:
             self.close()
             self._start_workers(ring, shape, dtype)
             self._worker_ring = ring
-        free = list(range(ring.slots))
+        free = [slot for slot in range(ring.slots) if slot not in self._lent]
         sent, pending, clean = 0, {}, False
         try:
             for batch_no in range(len(batches)):
+                self._reclaim(free)
                 while free and sent < len(batches):
                     self._tasks.put((sent, free.pop(), batches[sent]))
                     sent += 1
@@ -227,10 +257,8 @@ class ShmBatchLoader:
                         raise RuntimeError(f"loader worker failed on batch {number}:\n{error}")
                     pending[number] = (slot, fields)
                 slot, fields = pending.pop(batch_no)
-                clips = ring.view(slot, (len(batches[batch_no]),) + shape, dtype)
-                batch = _to_tensors(clips, fields)  # copies out of the slot
-                free.append(slot)
-                yield batch
+                yield self._hand_out(ring, slot, (len(batches[batch_no]),) + shape, dtype,
+                                     fields, free)
             clean = True
         finally:
             if not clean:
