@@ -3,10 +3,12 @@
 Generates its own synthetic UCF-101-like data (320x240 textured motion videos, XviD) in a temp
 directory, extracts JPEG frames (quality 95), packs a store at short side 128 (frames 128x171),
 then times training items (uint8 [3,16,112,112] + label, TrainClipDataset: temporal draw, crop,
-flip) per source. Everything runs pinned to one CPU (os.sched_setaffinity) with one OpenCV/OMP
+random horizontal flip with p = 0.5) per source. Everything runs pinned to one CPU (os.sched_setaffinity) with one OpenCV/OMP
 thread; loader workers inherit the pin, so "through the loader, 1 worker" means worker and
-trainer share that core. Rates are the best of 3 windows (the least disturbed by other
-processes); ``load_avg_1m_at`` gives os.getloadavg()[0] when each number was taken.
+trainer share that core. Rates are the best of several windows (the least disturbed by other
+processes); measures compared with each other (JPEG decode bound and JPEG clips; the packed
+ones) take turns window by window. ``load_avg_1m_at`` gives os.getloadavg()[0] when each number
+was taken.
 
 Keys (clips per second unless named otherwise):
 - jpeg_decode_bound_clips_per_s: plain cv2.imread (BGR, nothing else) of the same 16 JPEG frames
@@ -24,7 +26,8 @@ Keys (clips per second unless named otherwise):
   one read + copy of 16 frames of every listed video (disk or device speed, not page cache).
 - packed_loader_clips_per_s / packed_multiscale_loader_clips_per_s: the packed_clips_per_s /
   packed_multiscale_clips_per_s datasets through make_loader (kind shm, 1 worker, batch 16),
-  counted at the trainer; packed_stock_loader_clips_per_s: the same through the stock
+  counted at the trainer (on CPU its batch tensors wrap the shared slots: no copy);
+  packed_stock_loader_clips_per_s: the same through the stock
   paddle.io.DataLoader (1 worker); packed_loader_speedup_vs_stock: their ratio.
 - packed_{random,multiscale}_{shm,stock}_loader_{0,1}w_clips_per_s: every loader combination;
   *_1w_2cpu_*: one worker, both CPUs allowed (worker and trainer may run in parallel).
@@ -74,18 +77,21 @@ def make_data(tmp, videos_per_class, frames):
     return videos_root, entries
 
 
-def rate(fn, keys, seconds, windows=3):
-    """Clips per second of fn(key) over keys (cycled): the best of ``windows`` windows of
-    seconds/windows each (the best window is the least disturbed by other processes)."""
-    fn(keys[0])  # warm-up: opens maps, imports
-    best, position = 0.0, 0
+def rates(measures, seconds, windows=5):
+    """Clips per second of each ``name: (fn, keys)`` (fn(key) over keys, cycled): the best of
+    ``windows`` windows of seconds/windows each (``seconds`` per measure). Windows of the different measures take turns,
+    so a disturbance by other processes hits them alike and their ratios stay meaningful."""
+    best, position = {name: 0.0 for name in measures}, {name: 0 for name in measures}
+    for fn, keys in measures.values():
+        fn(keys[0])  # warm-up: opens maps, imports
     for _ in range(windows):
-        done, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds / windows:
-            fn(keys[position % len(keys)])
-            position += 1
-            done += 1
-        best = max(best, done / (time.perf_counter() - start))
+        for name, (fn, keys) in measures.items():
+            done, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds / windows:
+                fn(keys[position[name] % len(keys)])
+                position[name] += 1
+                done += 1
+            best[name] = max(best[name], done / (time.perf_counter() - start))
     return best
 
 
@@ -104,7 +110,7 @@ def loader_rate(dataset, kind, workers, batch, seconds):
                 continue
             done += clips.shape[0]
             elapsed = time.perf_counter() - start
-            if elapsed >= window:  # best of 3 windows, as in rate()
+            if elapsed >= window:  # best of 3 windows, as in rates()
                 rates.append(done / elapsed)
                 done, start = 0, time.perf_counter()
                 if len(rates) == 3:
@@ -205,17 +211,19 @@ def main(argv=None):
             for i in sorted(set(clip_indices(start, entry.num_frames, 16, 1))):
                 cv2.imread(frames_reader.frame_path(entry.video, i), cv2.IMREAD_COLOR)
 
-        record("jpeg_decode_bound_clips_per_s", rate(decode_only, keys, s))
-        record("jpeg_clips_per_s", rate(datasets["jpeg"].__getitem__, keys, s))
-        record("video_clips_per_s", rate(datasets["video"].__getitem__, keys, s))
-        record("packed_clips_per_s", rate(datasets["packed"].__getitem__, keys, s))
-        record("packed_multiscale_clips_per_s",
-               rate(datasets["packed_multiscale"].__getitem__, keys, s))
         read_keys = [(e.video, list(range(e.num_frames - 16, e.num_frames))) for e in entries]
-        record("packed_read_only_clips_per_s", rate(lambda k: store.read(*k), read_keys, s))
         buffer = np.empty((16,) + store.frames(entries[0].video).shape[1:], np.uint8)
-        record("memcpy_bound_clips_per_s", rate(
-            lambda k: np.copyto(buffer, store.frames(k[0])[-16:]), read_keys, s))
+        for group in ({"jpeg_decode_bound_clips_per_s": (decode_only, keys),
+                       "jpeg_clips_per_s": (datasets["jpeg"].__getitem__, keys)},
+                      {"video_clips_per_s": (datasets["video"].__getitem__, keys)},
+                      {"packed_clips_per_s": (datasets["packed"].__getitem__, keys),
+                       "packed_multiscale_clips_per_s": (datasets["packed_multiscale"].__getitem__,
+                                                         keys),
+                       "packed_read_only_clips_per_s": (lambda k: store.read(*k), read_keys),
+                       "memcpy_bound_clips_per_s": (
+                           lambda k: np.copyto(buffer, store.frames(k[0])[-16:]), read_keys)}):
+            for key, value in rates(group, s).items():
+                record(key, value)
         store.close()
         evicted = evict_from_page_cache(os.path.join(tmp, "store"))
         cold = PackedStoreReader(os.path.join(tmp, "store"))

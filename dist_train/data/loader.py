@@ -5,8 +5,8 @@ about 1,600-1,700 uint8 clips/s per worker, less than one worker produces). ``Sh
 instead forks worker processes that write each batch's clips straight into a ring of shared
 batch buffers mapped before the fork (the dataset's ``get_into`` writes the transform's output
 into the slot: no per-clip array, no second copy); only the slot number and the small fields
-(labels, indices) cross a pipe. The trainer copies a finished slot once into a tensor (the copy
-a GPU needs anyway) and hands the slot back.
+(labels, indices) cross a pipe. On an accelerator the trainer copies a finished slot once
+into a device tensor (the copy a GPU needs anyway) and hands the slot back.
 
 On CPU there is no copy at all: the batch tensor wraps the slot itself (Paddle's zero-copy
 tensor keeps a reference to the numpy view), and the slot goes back to the workers only when no
