@@ -19,7 +19,8 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="store directory (use as data.root)")
     parser.add_argument("--short-side", type=int, default=None,
                         help="resize so the short side has this size (default: keep; keep it "
-                             "for bit-exact equality with the source reader)")
+                             "for bit-exact equality with the source reader; data.train_crop "
+                             "random needs >= data.crop_size, e.g. 128 for 112 crops)")
     parser.add_argument("--lists", nargs="*", default=None,
                         help="clip lists; pack only their videos (default: all under --src)")
     parser.add_argument("--workers", type=int, default=2)

@@ -67,7 +67,7 @@ SCHEMA: dict[str, Key] = {
     "data.clip_len": Key("int", 16, "frames per clip (T)"),
     "data.crop_size": Key("int", 112, "spatial side of a clip (H = W)"),
     "data.temporal_stride": Key("int", 1, "take every s-th frame; a clip spans T*s frames"),
-    "data.train_crop": Key("str", "multiscale_corner", "training crop: multiscale_corner (the paper's: corner/centre square of a scale of the short side, resized), random_resized, center, or random (a crop_size window at a random position of the frame as stored, no resize: the cheap recipe of later models on a store packed at a short side >= crop_size)",
+    "data.train_crop": Key("str", "multiscale_corner", "training crop: multiscale_corner (the paper's, resized), random_resized, center, or random (a crop_size window of the frame as stored, no resize: needs a short side >= crop_size)",
                            ("multiscale_corner", "random_resized", "center", "random")),
     "data.scales": Key("list[float]", [1.0, 0.8408964, 0.7071068, 0.5946036, 0.5],
                        "multi-scale corner crop scales (fraction of the short side)"),
