@@ -227,3 +227,23 @@ def test_factory_builds_datasets_on_the_store(data, tmp_path):
     assert clip.shape == (3, 8, 24, 24) and clip.dtype == np.uint8
     val = factory.build_eval_dataset(cfg, "val")
     assert len(val) == 3 * len(data["entries"])
+
+
+def test_random_crop_from_the_config_through_the_shm_loader(data, tmp_path):
+    from dist_train.config import load_config
+    from dist_train.data import factory
+    from dist_train.data.lists import write_list
+    from dist_train.data.loader import make_loader
+    from dist_train.data.sampler import GlobalBatchSampler
+    list_path = str(tmp_path / "list.txt")
+    write_list(list_path, data["entries"])
+    cfg = load_config(None, [f"data.root={data['store_resized']}", "data.source=packed",
+                             f"data.train_list={list_path}", f"data.val_list={list_path}",
+                             "data.clip_len=8", "data.crop_size=24", "data.train_crop=random"])
+    train = factory.build_train_dataset(cfg)
+    loader = make_loader(train, GlobalBatchSampler(len(train), 4, seed=0), 1)
+    batches = [[t.numpy() for t in batch] for batch in loader]
+    loader.close()
+    assert len(batches) == len(data["entries"]) // 4
+    for clips, labels in batches:
+        assert clips.shape == (4, 3, 8, 24, 24) and clips.dtype == np.uint8 and clips.std() > 10
