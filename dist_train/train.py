@@ -71,9 +71,6 @@ def debug_config(cfg):
 
 
 def check_batch(cfg, world: int) -> None:
-    if cfg["train.compile"]:
-        raise ConfigError("train.compile: compiling the training model (paddle.jit.to_static) is "
-                          "not supported by this trainer yet; set train.compile=false")
     unit = world * cfg["train.accum_steps"]
     if cfg["train.accum_steps"] < 1 or cfg["train.batch_size"] % unit:
         raise ConfigError(
@@ -156,6 +153,15 @@ def build_network(cfg, world: int, on_gpu: bool, weights: str | None):
     return network
 
 
+def compile_model(model):
+    """paddle.jit.to_static with graph breaks allowed (the CPU sync BN's collectives run eagerly).
+    Parameters and state-dict keys stay those of the eager layer. Measured on the demo (CPU,
+    Paddle 3.3.1): same losses as eager, same speed with plain BN (3D convolutions dominate),
+    slower with the CPU sync BN twin; hence off by default."""
+    get_logger().info("train.compile: paddle.jit.to_static(full_graph=False) on the training model")
+    return paddle.jit.to_static(model, full_graph=False)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -203,6 +209,8 @@ def train(args) -> int:
     scaler = engine.make_scaler(amp, cfg["amp.init_loss_scale"])
     norm = normalization(cfg)
     train_model = EvalModel(Preprocess(norm["mean"], norm["std"], cfg["model.data_format"]), network)
+    if cfg["train.compile"]:
+        train_model = compile_model(train_model)
     model = dist.wrap_model(train_model)  # DataParallel broadcasts rank 0's weights
     schedule = optim.LRSchedule.from_config(cfg, steps_per_epoch)
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_metric": None,
