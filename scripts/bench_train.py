@@ -4,11 +4,17 @@
    ``clips_per_s_1proc`` and ``clips_per_s_2proc`` (0 loader workers, OMP_NUM_THREADS=1 per
    process, 2 processes through paddle.distributed.launch), ``data_wait_fraction`` (1 process,
    1 loader worker, the demo's data.num_workers). Numbers come from the trainer's own
-   metrics.jsonl (the first logged window is warm-up and dropped).
+   metrics.jsonl (the first logged window is warm-up and dropped). 120 videos per class give
+   22 steps per epoch, so per-epoch work does not dominate; 1- and 2-process runs alternate
+   (``--rounds``), the median round is reported with every window's spread and the load
+   average. ``clips_per_s_2proc_gloo`` is the 2-process run with the sync BN's shared-memory
+   transport switched off (DIST_TRAIN_SHM_ALLREDUCE=0).
 2. Step micro-benchmarks of the demo network in a child process per setting (threads per
    process 1/2, layout NCDHW/NDHWC, eager vs paddle.jit.to_static), and which CPU kernels ran:
    kernel time per op from paddle.profiler, plus the count of oneDNN primitive executions
-   (ONEDNN_VERBOSE=1; 0 means plain Paddle CPU kernels).
+   (ONEDNN_VERBOSE=1; 0 means plain Paddle CPU kernels). Settings alternate over rounds.
+3. A 2-rank step micro-benchmark (fixed input, one launched job): plain BN, sync BN over shared
+   memory and over gloo, steps interleaved so machine load hits all three alike.
 
 Ends by printing ONE JSON object on the last line.
 """
@@ -20,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
@@ -60,7 +68,7 @@ def train_overrides(root, train_list, val_list, run_name, workers, steps, extra=
 
 
 def trainer_rate(root, run_name):
-    """(clips/s, data-wait fraction) over the logged windows after the first."""
+    """(clips/s, data-wait fraction, per-window clips/s) over the logged windows after the first."""
     with open(os.path.join(root, run_name, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f if line.strip()]
     rows = [r for r in rows if r.get("kind") == "train"][1:]
@@ -69,27 +77,31 @@ def trainer_rate(root, run_name):
     steps = [r["step_time"] for r in rows]
     clips = sum(r["clips_per_s"] * r["step_time"] for r in rows) / sum(steps)
     wait = sum(r["data_wait"] * r["step_time"] for r in rows) / sum(steps)
-    return clips, wait
+    return clips, wait, [r["clips_per_s"] for r in rows]
 
 
-def train_cli(root, lists, run_name, workers, steps, nproc=1, threads=1, extra=()):
+def spread(values):
+    return {"min": round(min(values), 2), "median": round(float(np.median(values)), 2),
+            "max": round(max(values), 2), "n": len(values)}
+
+
+def train_cli(root, lists, run_name, workers, steps, nproc=1, threads=1, extra=(), env_extra=None):
     args = [os.path.join(REPO, "dist_train", "train.py"), "-c",
             os.path.join(REPO, "configs", "demo.yaml")]
     args += train_overrides(root, *lists, run_name, workers, steps, extra)
-    env = {"OMP_NUM_THREADS": str(threads)}
+    env = dict({"OMP_NUM_THREADS": str(threads)}, **(env_extra or {}))
     if nproc == 1:
         run([PY] + args, env, cwd=root)
     else:
         run([PY, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc), "--log_dir",
              os.path.join(root, run_name + "_logs")] + args, env, cwd=root)
-    return trainer_rate(root, run_name)
+    return trainer_rate(root, run_name) + (os.getloadavg()[0],)
 
 
 # ----------------------------------------------------------------------------- step bench
 
 def step_bench(layout, compile_model, steps, profile):
     """Child process: time optimizer steps of the demo network; optional kernel profile."""
-    import numpy as np
     import paddle
     import paddle.nn.functional as F
     from dist_train.config import load_config
@@ -162,15 +174,81 @@ def step_child(layout, compile_model, threads, steps, profile=False, onednn_verb
     return result
 
 
+def dp_bench(rounds):
+    """Rank of a 2-rank job: interleaved steps of plain BN, sync BN over shared memory and over
+    gloo (same weights, fixed per-rank input of half the demo batch); prints DP_JSON on rank 0."""
+    import paddle
+    import paddle.nn.functional as F
+    from dist_train import dist, sync_bn
+    from dist_train.config import load_config
+    from dist_train.models import Preprocess, build_model
+    from dist_train.videoeval import EvalModel, network_options, normalization
+
+    dist.init()
+    rank, world = dist.get_rank(), dist.get_world_size()
+    cfg = load_config(os.path.join(REPO, "configs", "demo.yaml"), [])
+
+    def make(sync):
+        paddle.seed(0)
+        net = build_model(cfg["model.name"], cfg["model.num_classes"], **network_options(cfg))
+        if sync:
+            net, _ = sync_bn.convert_sync_batchnorm(net, world, on_gpu=False)
+        norm = normalization(cfg)
+        model = dist.wrap_model(EvalModel(Preprocess(norm["mean"], norm["std"]), net))
+        return model, paddle.optimizer.Momentum(0.01, parameters=net.parameters())
+
+    variants = {"plain_bn": make(False), "sync_bn_shm": make(True), "sync_bn_gloo": make(True)}
+    share, t, side = cfg["train.batch_size"] // world, cfg["data.clip_len"], cfg["data.crop_size"]
+    rng = np.random.default_rng(rank)
+    x = paddle.to_tensor(rng.integers(0, 255, (share, 3, t, side, side), dtype=np.uint8))
+    y = paddle.to_tensor(rng.integers(0, cfg["model.num_classes"], share))
+    variants["sync_bn_shm"][0](x)  # the first sync-BN forward picks the transport
+    host_sum = sync_bn._transport["sum_"]
+    times = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, (model, opt) in variants.items():
+            sync_bn._transport["sum_"] = (dist.all_reduce_sum_tensor_ if name == "sync_bn_gloo"
+                                          else host_sum)
+            for i in range(3):  # the first step after a switch is not timed
+                start = time.perf_counter()
+                loss = F.cross_entropy(model(x), y)
+                loss.backward()
+                opt.step()
+                opt.clear_grad()
+                float(loss)
+                if i:
+                    times[name].append(time.perf_counter() - start)
+    if rank == 0:
+        result = {name: round(1000 * float(np.median(v)), 1) for name, v in times.items()}
+        result["shared_memory_transport"] = host_sum is not dist.all_reduce_sum_tensor_
+        print("DP_JSON " + json.dumps(result))
+
+
+def dp_child(rounds, log_dir):
+    out = run([PY, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
+               log_dir, os.path.abspath(__file__), "--dp-child", str(rounds)],
+              {"OMP_NUM_THREADS": "1"})
+    with open(os.path.join(log_dir, "workerlog.0")) as f:
+        text = f.read()
+    if "DP_JSON " not in text:
+        raise RuntimeError(f"2-rank step benchmark printed no result:\n{out[-2000:]}\n{text[-3000:]}")
+    return json.loads(text.split("DP_JSON ", 1)[1].splitlines()[0])
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--step-child":
         step_bench(argv[1], argv[2] == "1", int(argv[3]), argv[4] == "1")
         return 0
+    if argv and argv[0] == "--dp-child":
+        dp_bench(int(argv[1]))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", action="store_true", help="end with one JSON line (default)")
-    parser.add_argument("--steps", type=int, default=25, help="optimizer steps per trainer run")
-    parser.add_argument("--videos-per-class", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=60, help="optimizer steps per trainer run")
+    parser.add_argument("--videos-per-class", type=int, default=120)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="alternations of the 1- and 2-process trainer runs (median reported)")
     parser.add_argument("--skip-trainer", action="store_true", help="step benchmarks only")
     args = parser.parse_args(argv)
     result = {"config": "configs/demo.yaml", "cpus": os.cpu_count(),
@@ -180,22 +258,46 @@ def main(argv=None):
         with tempfile.TemporaryDirectory(prefix="bench_train_") as root:
             lists = make_demo_data(root, args.videos_per_class)
             result["data_setup_s"] = round(time.time() - start, 1)
-            one, _ = train_cli(root, lists, "p1", 0, args.steps)
-            two, _ = train_cli(root, lists, "p2", 0, args.steps, nproc=2)
-            _, wait = train_cli(root, lists, "w1", 1, args.steps)
-            result.update(clips_per_s_1proc=one, clips_per_s_2proc=two,
-                          speedup_2proc=two / one, data_wait_fraction=wait)
-    steps = 7
+            runs = {"1proc": [], "2proc": [], "2proc_gloo": []}
+            for i in range(args.rounds):  # alternate: load changes hit every variant alike
+                runs["1proc"].append(train_cli(root, lists, f"p1_{i}", 0, args.steps))
+                runs["2proc"].append(train_cli(root, lists, f"p2_{i}", 0, args.steps, nproc=2))
+                runs["2proc_gloo"].append(train_cli(root, lists, f"g2_{i}", 0, args.steps, nproc=2,
+                                                    env_extra={"DIST_TRAIN_SHM_ALLREDUCE": "0"}))
+            rate = {k: float(np.median([r[0] for r in v])) for k, v in runs.items()}
+            _, wait, windows, load = train_cli(root, lists, "w1", 1, args.steps)
+            result.update(clips_per_s_1proc=rate["1proc"], clips_per_s_2proc=rate["2proc"],
+                          speedup_2proc=rate["2proc"] / rate["1proc"],
+                          clips_per_s_2proc_gloo=rate["2proc_gloo"], data_wait_fraction=wait)
+            result["trainer_runs"] = {
+                k: {"clips_per_s": [round(r[0], 2) for r in v],
+                    "windows_clips_per_s": spread([w for r in v for w in r[2]]),
+                    "load_avg_1m_after": [round(r[3], 2) for r in v]} for k, v in runs.items()}
+            result["trainer_runs"]["1proc_1worker"] = {"data_wait_fraction": round(wait, 4),
+                                                       "windows_clips_per_s": spread(windows),
+                                                       "load_avg_1m_after": round(load, 2)}
+            result["trainer_steps_per_run"] = args.steps
+            result["train_videos"] = sum(1 for _ in open(lists[0]))
+    with tempfile.TemporaryDirectory(prefix="bench_dp_") as logs:
+        result["step_2rank_ms"] = dp_child(6, logs)
+        result["step_2rank_ms"]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     settings = {"eager_NCDHW_1thread": ("NCDHW", False, 1), "eager_NCDHW_2threads": ("NCDHW", False, 2),
                 "eager_NDHWC_1thread": ("NDHWC", False, 1), "static_NCDHW_1thread": ("NCDHW", True, 1)}
-    result["step_clips_per_s"], first_losses = {}, {}
-    for name, (layout, compiled, threads) in settings.items():
-        try:
-            child = step_child(layout, compiled, threads, steps)
-            rate, first_losses[name] = round(child["clips_per_s"], 2), child["loss0"]
-        except RuntimeError as error:  # report (e.g. to_static unsupported), keep going
-            rate = f"failed: {str(error).strip().splitlines()[-1][:200]}"
-        result["step_clips_per_s"][name] = rate
+    rates, first_losses, failures = {name: [] for name in settings}, {}, {}
+    for _ in range(3):  # rounds of every setting, interleaved
+        for name, (layout, compiled, threads) in settings.items():
+            if name in failures:
+                continue
+            try:
+                child = step_child(layout, compiled, threads, 5)
+                rates[name].append(child["clips_per_s"])
+                first_losses[name] = child["loss0"]
+            except RuntimeError as error:  # report (e.g. to_static unsupported), keep going
+                failures[name] = f"failed: {str(error).strip().splitlines()[-1][:200]}"
+    result["step_clips_per_s"] = {name: failures.get(name) or round(float(np.median(v)), 2)
+                                  for name, v in rates.items()}
+    result["step_clips_per_s_all_rounds"] = {name: [round(r, 2) for r in v] for name, v in rates.items()}
+    result["step_load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     # Same seed and batch: every setting must give the same first loss (correctness check).
     reference = first_losses.get("eager_NCDHW_1thread")
     result["step_first_loss"] = first_losses
