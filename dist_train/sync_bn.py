@@ -29,26 +29,10 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.autograd import PyLayer
 
-from . import dist
-from .host_allreduce import open_host_allreduce
+from .host_allreduce import sum_over_ranks_
 from .logs import log_once
 
 PLAIN_BN_TYPES = (nn.BatchNorm1D, nn.BatchNorm2D, nn.BatchNorm3D)
-
-
-_transport = {}  # "sum_": the in-place sum over ranks, chosen at the first call
-
-
-def _sum_over_ranks_(tensor: paddle.Tensor) -> paddle.Tensor:
-    """Shared memory when every rank is on this host (~0.1 ms a call), else gloo (0.3-5 ms).
-    The first call decides, collectively: every rank makes it at the same training forward."""
-    if "sum_" not in _transport:
-        host = open_host_allreduce()
-        _transport["sum_"] = host.sum_ if host is not None else dist.all_reduce_sum_tensor_
-        if dist.is_distributed():
-            log_once("sync_bn_transport", "CPU sync BN collectives through "
-                     + ("shared memory" if host is not None else "gloo"), 20)
-    return _transport["sum_"](tensor)
 
 
 def _as_float32(x: paddle.Tensor) -> paddle.Tensor:
@@ -73,7 +57,7 @@ def _global_moments(x: paddle.Tensor, channels: int, data_format: str, epsilon: 
     mean64, var64 = paddle.cast(mean, "float64"), paddle.cast(var, "float64")
     local = paddle.concat([paddle.full([1], count, "float64"), mean64 * count,
                            (var64 + mean64 * mean64) * count])
-    total = _sum_over_ranks_(local)
+    total = sum_over_ranks_(local)
     global_count = float(total[0])
     global_mean = total[1:channels + 1] / global_count
     global_var = paddle.clip(total[channels + 1:] / global_count - global_mean * global_mean,
@@ -109,7 +93,7 @@ class _GlobalBatchGradient(PyLayer):
         grad_x = None
         if ctx.needs[0]:
             channels = weight.shape[0]
-            sums = _sum_over_ranks_(paddle.concat([grad_bias, grad_weight]))
+            sums = sum_over_ranks_(paddle.concat([grad_bias, grad_weight]))
             scale = weight / paddle.sqrt(var + ctx.epsilon) / -ctx.global_count
             # batch_norm(x) = (x - mean) * inv_std * s + t: here s = -w inv_std mean(dy xhat),
             # t = -w inv_std mean(dy).

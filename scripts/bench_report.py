@@ -17,21 +17,26 @@ import sys
 # (key, label, target text or "") in README order.
 DATA_ROWS = [
     ("jpeg_decode_bound_clips_per_s", "JPEG decode only (bound)", ""),
-    ("jpeg_clips_per_s", "JPEG frames -> clip", ">= 80% of the bound"),
+    ("jpeg_clips_per_s", "JPEG frames -> clip (multi-scale crop + resize + flip)",
+     ">= 80% of the bound"),
     ("video_clips_per_s", "raw video (XviD) -> clip", ""),
-    ("packed_clips_per_s", "packed store -> clip (multi-scale crop + resize)", ">= 3,000"),
-    ("packed_noresize_clips_per_s", "packed store -> clip (112 corner crop, no resize)", ""),
+    ("packed_clips_per_s", "packed store -> clip (random 112 crop + flip, no resize)", ">= 3,000"),
+    ("packed_multiscale_clips_per_s", "packed store -> clip (paper's multi-scale crop + resize + flip)",
+     ""),
     ("packed_read_only_clips_per_s", "packed store, slicing only", ""),
     ("memcpy_bound_clips_per_s", "memcpy of the same bytes (bound)", ""),
     ("packed_cold_read_clips_per_s", "packed store, cold page cache (fadvise)", ""),
-    ("packed_stock_loader_1w_clips_per_s", "stock paddle DataLoader, 1 worker", ""),
-    ("packed_loader_clips_per_s", "shared-memory loader, 1 worker", ">= 1,500"),
-    ("packed_noresize_stock_loader_1w_2cpu_clips_per_s", "stock loader, 1 worker on its own core (no resize)", ""),
-    ("packed_noresize_shm_loader_1w_2cpu_clips_per_s", "shared-memory loader, 1 worker on its own core (no resize)", ""),
+    ("packed_stock_loader_clips_per_s", "stock paddle DataLoader, 1 worker (random crop)", ""),
+    ("packed_loader_clips_per_s", "shared-memory loader, 1 worker (random crop)", ">= 1,500"),
+    ("packed_loader_speedup_vs_stock", "shared-memory vs stock loader, 1 worker", ""),
+    ("packed_multiscale_loader_clips_per_s", "shared-memory loader, 1 worker (multi-scale crop)", ""),
+    ("packed_random_shm_loader_1w_2cpu_clips_per_s",
+     "shared-memory loader, 1 worker on its own core (random crop)", ""),
 ]
 TRAIN_ROWS = [
     ("clips_per_s_1proc", "trainer, 1 process (demo config)", ""),
     ("clips_per_s_2proc", "trainer, 2 processes", ">= 1.6 x 1 process"),
+    ("clips_per_s_2proc_gloo", "trainer, 2 processes, sync BN over gloo (shared memory off)", ""),
     ("speedup_2proc", "2-process speed-up", ">= 1.6"),
     ("data_wait_fraction", "data wait (1 process, 1 worker)", "< 5%"),
 ]
