@@ -35,6 +35,9 @@ import paddle
 from dist_train import checkpoint, dist, engine, optim, preempt, sync_bn
 from dist_train.config import ConfigError, load_config
 from dist_train.data import factory
+from dist_train.data.lists import DataError
+from dist_train.data.readers import BadSampleError
+from dist_train.data.transforms import CropSizeError
 from dist_train.data.loader import make_loader
 from dist_train.data.sampler import EvalBatchSampler, GlobalBatchSampler
 from dist_train.logs import get_logger, setup_logging
@@ -166,7 +169,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         return train(args)
-    except (ConfigError, checkpoint.CheckpointError) as e:
+    except (ConfigError, checkpoint.CheckpointError, DataError, BadSampleError, CropSizeError) as e:
+        # Input problems: the message names the file/key and the fix; a traceback adds nothing.
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
 
