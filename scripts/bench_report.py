@@ -19,11 +19,12 @@ DATA_ROWS = [
     ("jpeg_decode_bound_clips_per_s", "JPEG decode only (bound)", ""),
     ("jpeg_clips_per_s", "JPEG frames -> clip (multi-scale crop + resize + flip)",
      ">= 80% of the bound"),
+    ("jpeg_fraction_of_bound", "JPEG clips / decode bound", ">= 0.8"),
     ("video_clips_per_s", "raw video (XviD) -> clip", ""),
     ("packed_clips_per_s", "packed store -> clip (random 112 crop + flip, no resize)", ">= 3,000"),
     ("packed_multiscale_clips_per_s", "packed store -> clip (paper's multi-scale crop + resize + flip)",
      ""),
-    ("packed_read_only_clips_per_s", "packed store, slicing only", ""),
+    ("packed_read_only_clips_per_s", "packed store, slicing only (a view of the map, no copy)", ""),
     ("memcpy_bound_clips_per_s", "memcpy of the same bytes (bound)", ""),
     ("packed_cold_read_clips_per_s", "packed store, cold page cache (fadvise)", ""),
     ("packed_stock_loader_clips_per_s", "stock paddle DataLoader, 1 worker (random crop)", ""),
@@ -38,6 +39,8 @@ TRAIN_ROWS = [
     ("clips_per_s_2proc", "trainer, 2 processes", ">= 1.6 x 1 process"),
     ("clips_per_s_2proc_gloo", "trainer, 2 processes, sync BN over gloo (shared memory off)", ""),
     ("speedup_2proc", "2-process speed-up", ">= 1.6"),
+    ("two_process_ceiling", "machine: 2 processes without communication vs 1 (step, fixed input)", ""),
+    ("step_speedup_2rank_sync_bn", "2-rank step with sync BN vs 1 process (fixed input)", ""),
     ("data_wait_fraction", "data wait (1 process, 1 worker)", "< 5%"),
 ]
 

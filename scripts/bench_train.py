@@ -13,8 +13,10 @@
    process 1/2, layout NCDHW/NDHWC, eager vs paddle.jit.to_static), and which CPU kernels ran:
    kernel time per op from paddle.profiler, plus the count of oneDNN primitive executions
    (ONEDNN_VERBOSE=1; 0 means plain Paddle CPU kernels). Settings alternate over rounds.
-3. A 2-rank step micro-benchmark (fixed input, one launched job): plain BN, sync BN over shared
-   memory and over gloo, steps interleaved so machine load hits all three alike.
+3. A 2-rank step micro-benchmark (fixed input, one launched job, see ``dp_bench``): one process
+   alone on the whole batch, two processes on half each without communication (the machine's
+   own 2-process ceiling), and DataParallel with plain BN, sync BN over shared memory and over
+   gloo, interleaved so machine load hits all of them alike.
 
 Ends by printing ONE JSON object on the last line.
 """
@@ -175,11 +177,17 @@ def step_child(layout, compile_model, threads, steps, profile=False, onednn_verb
 
 
 def dp_bench(rounds):
-    """Rank of a 2-rank job: interleaved steps of plain BN, sync BN over shared memory and over
-    gloo (same weights, fixed per-rank input of half the demo batch); prints DP_JSON on rank 0."""
+    """Rank of a 2-rank job, steps of the demo net on fixed input, interleaved over rounds:
+
+    - ``solo_16``: rank 0 alone (rank 1 waits in a barrier) steps the whole demo batch;
+    - ``pair_8``: both ranks step half the batch each, no communication at all (what the
+      machine gives two processes: ``two_process_ceiling`` = solo_16 / pair_8);
+    - ``plain_bn`` / ``sync_bn_shm`` / ``sync_bn_gloo``: DataParallel with half the batch per rank,
+      plain BN, the CPU sync BN twin over shared memory, and over gloo.
+    Prints DP_JSON (median ms per step) on rank 0."""
     import paddle
     import paddle.nn.functional as F
-    from dist_train import dist, sync_bn
+    from dist_train import dist, host_allreduce, sync_bn
     from dist_train.config import load_config
     from dist_train.models import Preprocess, build_model
     from dist_train.videoeval import EvalModel, network_options, normalization
@@ -188,38 +196,53 @@ def dp_bench(rounds):
     rank, world = dist.get_rank(), dist.get_world_size()
     cfg = load_config(os.path.join(REPO, "configs", "demo.yaml"), [])
 
-    def make(sync):
+    def make(sync, wrap=True):
         paddle.seed(0)
         net = build_model(cfg["model.name"], cfg["model.num_classes"], **network_options(cfg))
         if sync:
             net, _ = sync_bn.convert_sync_batchnorm(net, world, on_gpu=False)
         norm = normalization(cfg)
-        model = dist.wrap_model(EvalModel(Preprocess(norm["mean"], norm["std"]), net))
-        return model, paddle.optimizer.Momentum(0.01, parameters=net.parameters())
+        model = EvalModel(Preprocess(norm["mean"], norm["std"]), net)
+        return (dist.wrap_model(model) if wrap else model,
+                paddle.optimizer.Momentum(0.01, parameters=net.parameters()))
 
-    variants = {"plain_bn": make(False), "sync_bn_shm": make(True), "sync_bn_gloo": make(True)}
-    share, t, side = cfg["train.batch_size"] // world, cfg["data.clip_len"], cfg["data.crop_size"]
+    variants = {"solo_16": make(False, wrap=False), "pair_8": make(False, wrap=False),
+                "plain_bn": make(False), "sync_bn_shm": make(True), "sync_bn_gloo": make(True)}
+    batch, t, side = cfg["train.batch_size"], cfg["data.clip_len"], cfg["data.crop_size"]
+    share = batch // world
     rng = np.random.default_rng(rank)
-    x = paddle.to_tensor(rng.integers(0, 255, (share, 3, t, side, side), dtype=np.uint8))
-    y = paddle.to_tensor(rng.integers(0, cfg["model.num_classes"], share))
-    variants["sync_bn_shm"][0](x)  # the first sync-BN forward picks the transport
-    host_sum = sync_bn._transport["sum_"]
+    x = paddle.to_tensor(rng.integers(0, 255, (batch, 3, t, side, side), dtype=np.uint8))
+    y = paddle.to_tensor(rng.integers(0, cfg["model.num_classes"], batch))
+    variants["sync_bn_shm"][0](x[:share])  # the first sync-BN forward picks the transport
+    host_sum = host_allreduce._transport["sum_"]
     times = {name: [] for name in variants}
-    for _ in range(rounds):
+
+    def timed_steps(model, opt, inputs, labels, out):
+        for i in range(3):  # the first step after a switch is not timed
+            start = time.perf_counter()
+            loss = F.cross_entropy(model(inputs), labels)
+            loss.backward()
+            opt.step()
+            opt.clear_grad()
+            float(loss)
+            if i:
+                out.append(time.perf_counter() - start)
+
+    for round_no in range(rounds):
         for name, (model, opt) in variants.items():
-            sync_bn._transport["sum_"] = (dist.all_reduce_sum_tensor_ if name == "sync_bn_gloo"
-                                          else host_sum)
-            for i in range(3):  # the first step after a switch is not timed
-                start = time.perf_counter()
-                loss = F.cross_entropy(model(x), y)
-                loss.backward()
-                opt.step()
-                opt.clear_grad()
-                float(loss)
-                if i:
-                    times[name].append(time.perf_counter() - start)
+            if name == "solo_16":
+                if rank == 0:
+                    timed_steps(model, opt, x, y, times[name])
+                dist.barrier(f"solo_done_{round_no}", timeout_s=600)
+                continue
+            host_allreduce._transport["sum_"] = (dist.all_reduce_sum_tensor_
+                                                 if name == "sync_bn_gloo" else host_sum)
+            timed_steps(model, opt, x[:share], y[:share], times[name])
     if rank == 0:
         result = {name: round(1000 * float(np.median(v)), 1) for name, v in times.items()}
+        result["two_process_ceiling"] = round(result["solo_16"] / result["pair_8"], 3)
+        for name in ("plain_bn", "sync_bn_shm", "sync_bn_gloo"):
+            result[f"speedup_{name}"] = round(result["solo_16"] / result[name], 3)
         result["shared_memory_transport"] = host_sum is not dist.all_reduce_sum_tensor_
         print("DP_JSON " + json.dumps(result))
 
@@ -281,6 +304,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="bench_dp_") as logs:
         result["step_2rank_ms"] = dp_child(6, logs)
         result["step_2rank_ms"]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
+    result["two_process_ceiling"] = result["step_2rank_ms"]["two_process_ceiling"]
+    result["step_speedup_2rank_sync_bn"] = result["step_2rank_ms"]["speedup_sync_bn_shm"]
     settings = {"eager_NCDHW_1thread": ("NCDHW", False, 1), "eager_NCDHW_2threads": ("NCDHW", False, 2),
                 "eager_NDHWC_1thread": ("NDHWC", False, 1), "static_NCDHW_1thread": ("NCDHW", True, 1)}
     rates, first_losses, failures = {name: [] for name in settings}, {}, {}
