@@ -55,8 +55,8 @@ from dist_train.data.loader import make_loader  # noqa: E402
 from dist_train.data.readers import FrameFolderReader, VideoReader  # noqa: E402
 from dist_train.data.sampler import GlobalBatchSampler  # noqa: E402
 from dist_train.data.sampling import clip_indices, train_start  # noqa: E402
-from dist_train.data.store import (PackedStoreReader, evict_from_page_cache,  # noqa: E402
-                                   pack_store)
+from dist_train.data.store import PackedStoreReader, evict_from_page_cache  # noqa: E402
+from dist_train.data.store_pack import pack_store  # noqa: E402
 from dist_train.data.synthetic import make_synthetic  # noqa: E402
 
 JPG = "img_{:05d}.jpg"
