@@ -105,7 +105,8 @@ class _GlobalBatchGradient(PyLayer):
 
 
 class CpuSyncBatchNorm(nn.Layer):
-    """Batch norm whose training statistics cover every rank's batch (CPU, gloo collectives)."""
+    """Batch norm whose training statistics cover every rank's batch (CPU; two small collectives per
+    layer and step through ``host_allreduce.sum_over_ranks_``)."""
 
     def __init__(self, bn: nn.Layer):
         super().__init__()

@@ -292,6 +292,10 @@ def main(argv=None):
             result.update(clips_per_s_1proc=rate["1proc"], clips_per_s_2proc=rate["2proc"],
                           speedup_2proc=rate["2proc"] / rate["1proc"],
                           clips_per_s_2proc_gloo=rate["2proc_gloo"], data_wait_fraction=wait)
+            # The 1- and 2-process runs of a round are adjacent in time: their ratio cancels the
+            # machine's slow drifts, which the ratio of the two medians does not.
+            result["speedup_2proc_per_round"] = [round(two[0] / one[0], 3) for one, two in
+                                                 zip(runs["1proc"], runs["2proc"])]
             result["trainer_runs"] = {
                 k: {"clips_per_s": [round(r[0], 2) for r in v],
                     "windows_clips_per_s": spread([w for r in v for w in r[2]]),
