@@ -6,8 +6,11 @@ never a partial write. Text is written as UTF-8 with its newlines unchanged ("\\
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+
+TEMP_PREFIX, TEMP_SUFFIX = ".", ".tmp"
 
 
 def fsync_dir(path: str) -> None:
@@ -27,17 +30,21 @@ def write_fsynced(path: str, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` (directories created), then rename."""
+@contextlib.contextmanager
+def atomic_open(path: str):
+    """``with atomic_open(path) as f: f.write(...)``: a binary file under a temporary name beside
+    ``path`` (directories created), flushed, fsynced and renamed over ``path`` when the block
+    ends; on an error the temporary file is removed and ``path`` is left as it was."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     # O_EXCL on a random name: concurrent writers never share a temporary file. Mode 0o666
     # minus the umask, like a plain open() (mkstemp would make it 0600).
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = os.path.join(directory, f"{TEMP_PREFIX}{os.path.basename(path)}.{os.getpid()}."
+                                  f"{secrets.token_hex(4)}{TEMP_SUFFIX}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -45,6 +52,18 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def is_temporary(name: str, target_prefix: str = "") -> bool:
+    """True for a temporary file name of ``atomic_open`` (of a target starting with
+    ``target_prefix``): what an interrupted write leaves behind."""
+    return name.startswith(TEMP_PREFIX + target_prefix) and name.endswith(TEMP_SUFFIX)
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` (directories created), then rename."""
+    with atomic_open(path) as f:
+        f.write(data)
 
 
 def atomic_write_text(path: str, text: str) -> None:

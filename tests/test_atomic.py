@@ -46,3 +46,16 @@ def test_old_names_are_the_same_function():
 
     assert rundir.atomic_write_text is atomic.atomic_write_text
     assert lists.write_text_atomic is atomic.atomic_write_text
+
+
+def test_an_interrupted_atomic_open_leaves_the_target_alone(tmp_path):
+    target = tmp_path / "shard_00001.u8"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="crash"):
+        with atomic.atomic_open(str(target)) as f:
+            f.write(b"partial")
+            names = os.listdir(tmp_path)
+            temporaries = [n for n in names if atomic.is_temporary(n, "shard_")]
+            assert len(temporaries) == 1 and not atomic.is_temporary("shard_00001.u8", "shard_")
+            raise RuntimeError("crash")
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["shard_00001.u8"]

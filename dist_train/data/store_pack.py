@@ -16,6 +16,7 @@ import zlib
 
 import numpy as np
 
+from ..atomic import atomic_open, is_temporary
 from .extract import Progress, find_videos
 from .lists import DataError
 from .readers import (BadSampleError, FrameFolderReader, VideoReader, decode_video, open_video,
@@ -86,32 +87,22 @@ def _pack_task(args):
     store_dir, shard, videos, source, src_root, template, ext, short_side = args
     import cv2
     cv2.setNumThreads(1)  # parallelism comes from the worker processes
-    path = os.path.join(store_dir, shard)
-    tmp = f"{path}.tmp-{os.getpid()}"
     entries, failures, offset = {}, {}, 0
-    try:
-        with open(tmp, "wb") as f:
-            for video in videos:
-                try:
-                    frames = load_source_frames(source, src_root, video, template, ext)
-                    frames = np.ascontiguousarray(resize_short_side(frames, short_side)
-                                                  if short_side else frames)
-                except (BadSampleError, OSError, cv2.error, ValueError) as error:
-                    failures[video] = str(error)
-                    continue
-                data = memoryview(frames).cast("B")
-                f.write(data)
-                n, h, w = frames.shape[:3]
-                entries[video] = {"shard": shard, "offset": offset, "n_frames": n, "height": h,
-                                  "width": w, "crc32": zlib.crc32(data)}
-                offset += len(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(os.path.join(store_dir, shard)) as f:
+        for video in videos:
+            try:
+                frames = load_source_frames(source, src_root, video, template, ext)
+                frames = np.ascontiguousarray(resize_short_side(frames, short_side)
+                                              if short_side else frames)
+            except (BadSampleError, OSError, cv2.error, ValueError) as error:
+                failures[video] = str(error)
+                continue
+            data = memoryview(frames).cast("B")
+            f.write(data)
+            n, h, w = frames.shape[:3]
+            entries[video] = {"shard": shard, "offset": offset, "n_frames": n, "height": h,
+                              "width": w, "crc32": zlib.crc32(data)}
+            offset += len(data)
     return shard, offset, entries, failures
 
 
@@ -120,7 +111,8 @@ def _remove_leftovers(store_dir, index):
     was updated); return their names."""
     removed = []
     for name in os.listdir(store_dir):
-        stale_tmp = name.startswith("shard_") and ".u8.tmp-" in name
+        # atomic_open's temporaries, and the "shard_N.u8.tmp-<pid>" of stores packed before it
+        stale_tmp = is_temporary(name, "shard_") or (name.startswith("shard_") and ".u8.tmp-" in name)
         orphan = SHARD_PATTERN.match(name) and name not in index["shards"]
         if stale_tmp or orphan:
             os.remove(os.path.join(store_dir, name))
