@@ -1,21 +1,25 @@
-"""Sum of small tensors over the ranks of ONE host through shared memory (CPU sync BN's transport).
+"""Sums over the ranks of ONE host through shared memory: the CPU transport for the small
+per-step sums (CPU sync BN, stop agreement) and for data parallelism's gradient average.
 
-Why: the CPU sync BN makes two collectives per BN layer and step (24 per step for ResNet-10),
-each on the critical path. Through gloo (TCP over loopback) one call on a 129-float vector
-took 0.3-5 ms here (median 2.6 ms while other processes shared the 2 cores); through this
-module about 0.1 ms, and a 2-rank sync-BN step of the demo net came down to plain BN's time.
+Why: through gloo (TCP over loopback) one sync-BN call on a 129-float vector took 0.3-5 ms
+here, and DataParallel's gradient all-reduce of the demo net (0.9 M floats) cost ~35 ms of a
+190 ms 2-rank step; through shared memory these are ~0.1 ms and ~3 ms (bench_train.py).
 
 Protocol: a file in /dev/shm holds one int64 counter per rank (own cache line) and two slots
 per rank (double buffering). Call number g: a rank writes its data into slot g % 2, then
 stores g in its counter; it waits until every counter is >= g, then sums the slots in rank
 order (so every rank gets a bitwise identical result). A slot is rewritten at call g + 2 only
 after its writer saw every counter >= g + 1, i.e. after every rank finished reading call g.
-Correctness needs stores seen in program order (x86-64 total store order, slots small enough
-for plain, not non-temporal, copies): other machines fall back to gloo.
+Arrays larger than a slot go through in slot-sized chunks, one call each.
+Correctness needs the counter store to become visible after the data: x86-64 orders plain
+stores, and the data copy (memcpy: rep movsb up to glibc's non-temporal threshold, ~192 MiB
+here, far above a slot) is followed by the counter store as Intel's rule for fast-string
+operations asks ("write a discrete semaphore after the string operation"). Other machines
+fall back to gloo.
 
 Waiting spins for about 2 ms (the other rank is usually microseconds away), then yields the
 core, then sleeps 0.1 ms per check; a rank missing for WAIT_TIMEOUT_S raises an error naming it.
-``DIST_TRAIN_SHM_ALLREDUCE=0`` disables it (every call goes through gloo).
+``DIST_TRAIN_SHM_ALLREDUCE=0`` disables it (gloo everywhere, DataParallel's own gradient sync).
 """
 from __future__ import annotations
 
@@ -30,48 +34,53 @@ import paddle
 
 from . import dist
 
-SLOT_BYTES = 1 << 16  # 64 KiB: 2 * 2048 float64 moments of the widest BN fit
+SLOTS_BUDGET_BYTES = 16 << 20  # all slots of all ranks: fits Docker's default 64 MB /dev/shm
+MIN_SLOT_BYTES = 1 << 16  # 2 * 2048 float64 moments of the widest BN in one call
 WAIT_TIMEOUT_S = 1800.0  # gloo's default collective timeout
 DISABLE_ENV = "DIST_TRAIN_SHM_ALLREDUCE"
 _CACHE_LINE = 64
 
 
+def slot_bytes_for(world: int) -> int:
+    """Slot size: the budget shared by 2 slots per rank, in whole 4 KiB pages."""
+    return max(MIN_SLOT_BYTES, SLOTS_BUDGET_BYTES // (2 * world) // 4096 * 4096)
+
+
 class HostAllReduce:
     """Shared-memory sum over ``world`` ranks of one host; build it with ``open_host_allreduce``."""
 
-    def __init__(self, path: str, rank: int, world: int, create: bool):
-        self.rank, self.world, self.path = rank, world, path
-        size = _CACHE_LINE * world + 2 * world * SLOT_BYTES
-        if create:
-            with open(path, "wb") as f:
-                f.truncate(size)  # zero-filled: every counter starts at 0
-        fd = os.open(path, os.O_RDWR)
+    def __init__(self, path: str, rank: int, world: int, create: bool, slot_bytes: int):
+        self.rank, self.world, self.path, self.slot_bytes = rank, world, path, slot_bytes
+        size = _CACHE_LINE * world + 2 * world * slot_bytes
+        fd = os.open(path, os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0), 0o600)
         try:
+            if create:  # reserve the pages now: a full /dev/shm fails here, not with SIGBUS later
+                os.posix_fallocate(fd, 0, size)  # zero-filled: every counter starts at 0
             self._map = mmap.mmap(fd, size)
         finally:
             os.close(fd)
         words = _CACHE_LINE // 8
         self._counters = np.frombuffer(self._map, np.int64, world * words, 0)[::words]
-        self._slots = np.frombuffer(self._map, np.uint8, 2 * world * SLOT_BYTES,
-                                    _CACHE_LINE * world).reshape(2, world, SLOT_BYTES)
+        self._slots = np.frombuffer(self._map, np.uint8, 2 * world * slot_bytes,
+                                    _CACHE_LINE * world).reshape(2, world, slot_bytes)
         self._calls = 0
 
-    def sum_(self, tensor: paddle.Tensor) -> paddle.Tensor:
-        """In-place sum of ``tensor`` over the ranks. Every rank calls it in the same order with
-        the same shape; tensors larger than a slot go through gloo (same decision everywhere)."""
-        array = np.ascontiguousarray(tensor.numpy())
-        if array.nbytes > SLOT_BYTES:
-            return dist.all_reduce_sum_tensor_(tensor)
-        self._calls += 1
-        slots = self._slots[self._calls % 2]
-        slots[self.rank, :array.nbytes] = array.view(np.uint8).reshape(-1)
-        self._counters[self.rank] = self._calls  # publish after the data (program order)
-        self._wait_for(self._calls)
-        total = slots[0, :array.nbytes].view(array.dtype).copy()
-        for r in range(1, self.world):
-            total += slots[r, :array.nbytes].view(array.dtype)
-        tensor.set_value(total.reshape(array.shape))
-        return tensor
+    def sum_array_(self, array: np.ndarray) -> np.ndarray:
+        """In-place sum of a contiguous numpy array over the ranks; returns it."""
+        data = array.reshape(-1).view(np.uint8)  # a view: the sums land in ``array``
+        chunk = self.slot_bytes - self.slot_bytes % array.itemsize
+        for start in range(0, data.size, chunk):
+            part = data[start:start + chunk]
+            self._calls += 1
+            slots = self._slots[self._calls % 2, :, :part.size]
+            slots[self.rank] = part
+            self._counters[self.rank] = self._calls  # publish after the data (program order)
+            self._wait_for(self._calls)
+            out = part.view(array.dtype)
+            np.copyto(out, slots[0].view(array.dtype))  # rank order: identical on every rank
+            for r in range(1, self.world):
+                out += slots[r].view(array.dtype)
+        return array
 
     def _wait_for(self, call: int) -> None:
         start = time.perf_counter()
@@ -107,19 +116,23 @@ def open_host_allreduce() -> HostAllReduce | None:
     if not dist.is_distributed():
         return None
     rank, world = dist.get_rank(), dist.get_world_size()
+    slot_bytes = slot_bytes_for(world)
     path, reducer, error = None, None, None
     if rank == 0 and _supported_here():
         path = f"/dev/shm/dist_train_allreduce_{uuid.uuid4().hex}"
         try:
-            reducer = HostAllReduce(path, rank, world, create=True)
+            reducer = HostAllReduce(path, rank, world, True, slot_bytes)
         except OSError as e:  # e.g. /dev/shm full or read-only: gloo still works
-            error, path = str(e), None
+            error = f"{path}: {e}"
+            if os.path.exists(path):
+                os.unlink(path)
+            path = None
     path = dist.broadcast_object(path)
     if path is not None and rank != 0:
         try:
-            reducer = HostAllReduce(path, rank, world, create=False) if _supported_here() else None
+            reducer = HostAllReduce(path, rank, world, False, slot_bytes) if _supported_here() else None
         except OSError as e:  # another host (no such file) or no permission
-            error = str(e)
+            error = f"{path}: {e}"
     usable = all(dist.all_gather_object(reducer is not None))
     if rank == 0 and path is not None:
         os.unlink(path)
@@ -131,22 +144,94 @@ def open_host_allreduce() -> HostAllReduce | None:
     return reducer if usable else None
 
 
-_transport = {}  # "sum_": the in-place sum over ranks, chosen at the first call
+_shared = {}  # "reducer": this process's HostAllReduce (or None), opened at the first use
 
 
-def sum_over_ranks_(tensor: paddle.Tensor) -> paddle.Tensor:
-    """In-place sum over the ranks of a small tensor: shared memory when every rank is on this
-    host (~0.1 ms a call), else gloo/NCCL through dist (0.3-5 ms on CPU).
+def shared_reducer() -> HostAllReduce | None:
+    """The process-wide HostAllReduce, opened collectively at the first call (every rank must
+    make that call at the same point); None for one rank or without shared memory."""
+    if "reducer" not in _shared:
+        _shared["reducer"] = open_host_allreduce()
+    return _shared["reducer"]
+
+
+_transport = {}  # "sum_": the in-place sum over ranks of a numpy array, chosen at the first call
+
+
+def backend_sum_(array: np.ndarray) -> np.ndarray:
+    """In-place sum over ranks of a numpy array through gloo/NCCL (the fallback transport)."""
+    if dist.is_distributed():
+        tensor = paddle.to_tensor(array)
+        dist.all_reduce_sum_tensor_(tensor)
+        array[...] = tensor.numpy()
+    return array
+
+
+def sum_over_ranks_(array: np.ndarray) -> np.ndarray:
+    """In-place sum over the ranks of a small contiguous numpy array (returned): shared memory
+    when every rank is on this host (~0.1 ms a call), else gloo through dist (0.3-5 ms on CPU).
+    Numpy, not Paddle tensors: the callers' arithmetic on a few hundred floats costs ~1 us per
+    numpy op against ~15 us per Paddle op dispatch (the CPU sync BN makes ~20 per layer).
 
     The first call decides, collectively: every rank must make it at the same point (the CPU
     sync BN's first training forward, or the first per-step stop agreement)."""
     if "sum_" not in _transport:
-        host = open_host_allreduce()
-        _transport["sum_"] = host.sum_ if host is not None else dist.all_reduce_sum_tensor_
+        host = shared_reducer()
+        _transport["sum_"] = host.sum_array_ if host is not None else backend_sum_
         if dist.is_distributed():
             from .logs import log_once
 
             log_once("host_allreduce_transport", "small per-step collectives (CPU sync BN, stop "
                      "agreement) through " + ("shared memory" if host is not None else
                                               "the backend's all-reduce"), 20)
-    return _transport["sum_"](tensor)
+    return _transport["sum_"](array)
+
+
+class GradientAverage:
+    """Averages the gradients of ``params`` over the ranks in one flat shared-memory sum.
+
+    Every rank passes the same parameter list (the optimizer's trainable parameters, in order).
+    A parameter without a gradient on this rank contributes zeros; if another rank had one,
+    this rank cannot take the average (Paddle creates gradients only in backward) and raises,
+    because the replicas would drift apart.
+    """
+
+    def __init__(self, reducer: HostAllReduce, params, names=None):
+        self.reducer, self.params = reducer, list(params)
+        self.names = list(names) if names is not None else [p.name for p in self.params]
+        self.sizes = [int(np.prod(p.shape)) for p in self.params]
+
+    def __call__(self) -> None:
+        grads = [p.grad for p in self.params]
+        dtypes = {str(g.dtype) for g in grads if g is not None}
+        if len(dtypes) > 1:
+            raise TypeError(f"gradient average: gradients of mixed dtypes {sorted(dtypes)}; "
+                            "the shared-memory average needs one dtype (set "
+                            f"{DISABLE_ENV}=0 to use DataParallel's own all-reduce)")
+        dtype = grads[0].dtype if grads[0] is not None else self.params[0].dtype
+        pieces = [g.reshape([-1]) if g is not None else paddle.zeros([n], dtype)
+                  for g, n in zip(grads, self.sizes)]
+        flat = self.reducer.sum_array_(np.ascontiguousarray(paddle.concat(pieces).numpy()))
+        flat *= np.asarray(1.0 / self.reducer.world, flat.dtype)
+        offsets = np.cumsum([0] + self.sizes)
+        averaged = paddle.split(paddle.to_tensor(flat), self.sizes)
+        for i, (grad, name) in enumerate(zip(grads, self.names)):
+            if grad is not None:
+                paddle.assign(averaged[i].reshape(grad.shape), output=grad)
+            elif np.any(flat[offsets[i]:offsets[i + 1]]):
+                raise RuntimeError(f"gradient average: parameter '{name}' has no gradient on "
+                                   f"rank {self.reducer.rank} but has one on another rank; "
+                                   "every rank must use every trainable parameter")
+
+
+def gradient_average(params, names=None) -> GradientAverage | None:
+    """Collective: the shared-memory gradient average for CPU ranks on one host, else None
+    (one rank, or no shared memory: DataParallel's own all-reduce stays in charge)."""
+    reducer = shared_reducer()
+    if reducer is None:
+        return None
+    from .logs import log_once
+
+    log_once("host_gradient_average", "gradients averaged through shared memory (CPU ranks on "
+             f"one host) instead of DataParallel's gloo all-reduce ({DISABLE_ENV}=0 to disable)", 20)
+    return GradientAverage(reducer, params, names)

@@ -35,7 +35,7 @@ import json
 import os
 import signal
 
-import paddle
+import numpy as np
 
 from .host_allreduce import sum_over_ranks_
 from .logs import get_logger
@@ -90,7 +90,7 @@ def reset() -> None:
 
 def agree_to_stop() -> bool:
     """COLLECTIVE: True on every rank when any rank was asked to stop."""
-    local = paddle.to_tensor([1.0 if stop_requested() else 0.0], dtype="float64")
+    local = np.array([1.0 if stop_requested() else 0.0])
     agreed = float(sum_over_ranks_(local)[0]) > 0  # every step: the cheap transport
     if agreed and not stop_requested():
         get_logger().info("another rank received a stop signal: stopping after this step")

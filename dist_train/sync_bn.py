@@ -7,8 +7,9 @@
   different sizes work), then the inference-form kernel with the global mean and biased
   variance. Backward: the fused gradient kernel gives ``w*inv_std*dy`` and this rank's
   ``[sum dy, sum dy*xhat]``; ONE all-reduce of those, and the rest of the exact gradient of the
-  global batch's BN is one more fused pass (see ``_GlobalBatchGradient``). No host copies, no
-  broadcasting elementwise ops (Paddle's CPU broadcast kernels cost ~5x a fused pass).
+  global batch's BN is one more fused pass (see ``_GlobalBatchGradient``). No broadcasting
+  elementwise ops (Paddle's CPU broadcast kernels cost ~5x a fused pass), and the [C]-sized
+  arithmetic runs in numpy (a Paddle op dispatch costs ~15 us; it was ~40 ops per layer).
   The collectives go through shared memory when every rank is on this host
   (``host_allreduce.py``, ~0.1 ms a call), else through gloo.
   Weight and bias gradients stay local: DataParallel averages them like every other gradient,
@@ -24,6 +25,7 @@
 """
 from __future__ import annotations
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
@@ -40,29 +42,27 @@ def _as_float32(x: paddle.Tensor) -> paddle.Tensor:
 
 
 def _global_moments(x: paddle.Tensor, channels: int, data_format: str, epsilon: float):
-    """Per-channel mean and biased variance (float32 [C] each) over every rank's batch, and
-    the global count per channel.
+    """Per-channel mean and biased variance (float64 numpy [C] each) over every rank's batch,
+    and the global count per channel.
 
     Each rank gets its exact two-pass mean and variance from Paddle's fused batch-norm kernel
     (training mode on scratch statistics with momentum 0 writes the batch mean and biased
     variance into them), then ONE all-reduce of [n, n*mean, n*(var + mean^2)] in float64
     combines the ranks: float64 keeps the between-rank term exact, where summing x^2 over a
-    whole activation in float32 would lose digits.
+    whole activation in float32 would lose digits. The [C]-sized arithmetic runs in numpy.
     """
     mean = paddle.zeros([channels], "float32")
     var = paddle.zeros([channels], "float32")
     F.batch_norm(x, mean, var, training=True, momentum=0.0, epsilon=epsilon,
                  data_format=data_format)
     count = float(x.size // channels)
-    mean64, var64 = paddle.cast(mean, "float64"), paddle.cast(var, "float64")
-    local = paddle.concat([paddle.full([1], count, "float64"), mean64 * count,
-                           (var64 + mean64 * mean64) * count])
-    total = sum_over_ranks_(local)
+    mean64, var64 = mean.numpy().astype(np.float64), var.numpy().astype(np.float64)
+    total = sum_over_ranks_(np.concatenate([[count], mean64 * count,
+                                            (var64 + mean64 * mean64) * count]))
     global_count = float(total[0])
     global_mean = total[1:channels + 1] / global_count
-    global_var = paddle.clip(total[channels + 1:] / global_count - global_mean * global_mean,
-                             min=0.0)
-    return paddle.cast(global_mean, "float32"), paddle.cast(global_var, "float32"), global_count
+    global_var = np.maximum(total[channels + 1:] / global_count - global_mean * global_mean, 0.0)
+    return global_mean, global_var, global_count
 
 
 class _GlobalBatchGradient(PyLayer):
@@ -81,25 +81,28 @@ class _GlobalBatchGradient(PyLayer):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, mean, var, epsilon, data_format, global_count):
-        ctx.save_for_backward(x, weight, mean, var)
+    def forward(ctx, x, weight, bias, mean, var, epsilon, data_format, global_count, var64):
+        ctx.save_for_backward(x, mean, var)
         ctx.epsilon, ctx.data_format, ctx.global_count = epsilon, data_format, global_count
+        ctx.inv_std = 1.0 / np.sqrt(var64 + epsilon)
+        ctx.weight = weight  # its value: the backward runs before the optimizer changes it
         ctx.needs = (not x.stop_gradient, not weight.stop_gradient, not bias.stop_gradient)
         return paddle.assign(weight), paddle.assign(bias)
 
     @staticmethod
     def backward(ctx, grad_weight, grad_bias):
-        x, weight, mean, var = ctx.saved_tensor()
+        x, mean, var = ctx.saved_tensor()
         grad_x = None
         if ctx.needs[0]:
-            channels = weight.shape[0]
-            sums = sum_over_ranks_(paddle.concat([grad_bias, grad_weight]))
-            scale = weight / paddle.sqrt(var + ctx.epsilon) / -ctx.global_count
+            channels = grad_weight.shape[0]
+            sums = sum_over_ranks_(np.concatenate([grad_bias.numpy(), grad_weight.numpy()]))
+            scale = ctx.weight.numpy() * ctx.inv_std / -ctx.global_count
             # batch_norm(x) = (x - mean) * inv_std * s + t: here s = -w inv_std mean(dy xhat),
             # t = -w inv_std mean(dy).
-            grad_x = F.batch_norm(x, mean, var, weight=scale * sums[channels:],
-                                  bias=scale * sums[:channels], training=False,
-                                  epsilon=ctx.epsilon, data_format=ctx.data_format)
+            grad_x = F.batch_norm(x, mean, var,
+                                  weight=paddle.to_tensor((scale * sums[channels:]).astype(np.float32)),
+                                  bias=paddle.to_tensor((scale * sums[:channels]).astype(np.float32)),
+                                  training=False, epsilon=ctx.epsilon, data_format=ctx.data_format)
         return (grad_x, grad_weight if ctx.needs[1] else None,
                 grad_bias if ctx.needs[2] else None)
 
@@ -130,15 +133,18 @@ class CpuSyncBatchNorm(nn.Layer):
                                 data_format=self._data_format)
         x32 = _as_float32(x)
         with paddle.no_grad():
-            mean, var, count = _global_moments(x32.detach(), self._num_features,
-                                               self._data_format, self._epsilon)
-            m = self._momentum  # Paddle's convention, biased variance included
-            paddle.assign(self._mean * m + mean * (1.0 - m), output=self._mean)
-            paddle.assign(self._variance * m + var * (1.0 - m), output=self._variance)
+            mean64, var64, count = _global_moments(x32.detach(), self._num_features,
+                                                   self._data_format, self._epsilon)
+            mean32, var32 = mean64.astype(np.float32), var64.astype(np.float32)
+            # Paddle's convention, biased variance included
+            m, rest = np.float32(self._momentum), np.float32(1.0 - self._momentum)
+            self._mean.set_value(self._mean.numpy() * m + mean32 * rest)
+            self._variance.set_value(self._variance.numpy() * m + var32 * rest)
+            mean, var = paddle.to_tensor(mean32), paddle.to_tensor(var32)
         weight, bias = self.weight, self.bias
         if not (x32.stop_gradient and weight.stop_gradient and bias.stop_gradient):
             weight, bias = _GlobalBatchGradient.apply(x32, weight, bias, mean, var, self._epsilon,
-                                                      self._data_format, count)
+                                                      self._data_format, count, var64)
         y = F.batch_norm(x32, mean, var, weight=weight, bias=bias, training=False,
                          epsilon=self._epsilon, data_format=self._data_format)
         return y if y.dtype == x.dtype else paddle.cast(y, x.dtype)

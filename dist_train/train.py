@@ -32,7 +32,7 @@ import numpy as np
 import dist_train  # noqa: F401  (first: loads zlib before Paddle 2.6 can shadow it, see compat.py)
 import paddle
 
-from dist_train import checkpoint, dist, engine, optim, preempt, sync_bn
+from dist_train import checkpoint, dist, engine, host_allreduce, optim, preempt, sync_bn
 from dist_train.config import ConfigError, load_config
 from dist_train.data import factory
 from dist_train.data.lists import DataError
@@ -271,6 +271,10 @@ def train_loop(cfg, state, model, train_model, network, optimizer, scaler, sched
              f"{dist.get_world_size()} ranks x {cfg['train.accum_steps']} micro-steps x "
              f"{cfg['train.batch_size'] // dist.get_world_size() // cfg['train.accum_steps']} clips; "
              f"{len(params)} trainable tensors")
+    # Collective (every rank, here): CPU ranks on one host average gradients in shared memory.
+    names = {id(p): n for n, p in network.named_parameters()}
+    average_gradients = None if on_gpu else host_allreduce.gradient_average(
+        params, [names.get(id(p), p.name) for p in params])
 
     def save(is_best=False):
         state["scheduler"] = schedule.state_dict()
@@ -299,7 +303,8 @@ def train_loop(cfg, state, model, train_model, network, optimizer, scaler, sched
             total_steps=total_steps, accum_steps=cfg["train.accum_steps"], amp=amp,
             clip_norm=cfg["optim.clip_grad_norm"], nan_check=cfg["train.nan_check"],
             log_every=cfg["log.every_steps"], metrics=metrics, params=params,
-            named_params=named_params, on_gpu=on_gpu, after_step=after_step)
+            named_params=named_params, on_gpu=on_gpu, after_step=after_step,
+            average_gradients=average_gradients)
         finished = stopped or epoch + 1 == epochs
         every_val = cfg["val.every_epochs"]
         row = {"kind": "epoch", "epoch": epoch, "global_step": global_step, "loss": stats["loss"],

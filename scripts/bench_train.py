@@ -7,16 +7,17 @@
    metrics.jsonl (the first logged window is warm-up and dropped). 120 videos per class give
    22 steps per epoch, so per-epoch work does not dominate; 1- and 2-process runs alternate
    (``--rounds``), the median round is reported with every window's spread and the load
-   average. ``clips_per_s_2proc_gloo`` is the 2-process run with the sync BN's shared-memory
-   transport switched off (DIST_TRAIN_SHM_ALLREDUCE=0).
+   average. ``clips_per_s_2proc_gloo`` is the 2-process run with the shared-memory transport
+   (sync BN sums, gradient average) switched off (DIST_TRAIN_SHM_ALLREDUCE=0): all over gloo.
 2. Step micro-benchmarks of the demo network in a child process per setting (threads per
    process 1/2, layout NCDHW/NDHWC, eager vs paddle.jit.to_static), and which CPU kernels ran:
    kernel time per op from paddle.profiler, plus the count of oneDNN primitive executions
    (ONEDNN_VERBOSE=1; 0 means plain Paddle CPU kernels). Settings alternate over rounds.
 3. A 2-rank step micro-benchmark (fixed input, one launched job, see ``dp_bench``): one process
    alone on the whole batch, two processes on half each without communication (the machine's
-   own 2-process ceiling), and DataParallel with plain BN, sync BN over shared memory and over
-   gloo, interleaved so machine load hits all of them alike.
+   own 2-process ceiling), and DataParallel with plain BN (gradients over gloo / shared memory)
+   and sync BN (all over shared memory / all over gloo), interleaved so machine load hits all
+   of them alike.
 
 Ends by printing ONE JSON object on the last line.
 """
@@ -182,8 +183,10 @@ def dp_bench(rounds):
     - ``solo_16``: rank 0 alone (rank 1 waits in a barrier) steps the whole demo batch;
     - ``pair_8``: both ranks step half the batch each, no communication at all (what the
       machine gives two processes: ``two_process_ceiling`` = solo_16 / pair_8);
-    - ``plain_bn`` / ``sync_bn_shm`` / ``sync_bn_gloo``: DataParallel with half the batch per rank,
-      plain BN, the CPU sync BN twin over shared memory, and over gloo.
+    - ``plain_bn_gloo`` / ``plain_bn``: DataParallel with half the batch per rank and plain BN,
+      gradients averaged by DataParallel over gloo / by the shared-memory average (the trainer's
+      CPU path); ``sync_bn_shm`` / ``sync_bn_gloo``: the CPU sync BN twin with everything over
+      shared memory (the trainer's CPU path) / over gloo.
     Prints DP_JSON (median ms per step) on rank 0."""
     import paddle
     import paddle.nn.functional as F
@@ -207,7 +210,11 @@ def dp_bench(rounds):
                 paddle.optimizer.Momentum(0.01, parameters=net.parameters()))
 
     variants = {"solo_16": make(False, wrap=False), "pair_8": make(False, wrap=False),
-                "plain_bn": make(False), "sync_bn_shm": make(True), "sync_bn_gloo": make(True)}
+                "plain_bn_gloo": make(False), "plain_bn": make(False), "sync_bn_shm": make(True),
+                "sync_bn_gloo": make(True)}
+    averages = {name: host_allreduce.gradient_average(
+        [p for p in variants[name][0].parameters() if not p.stop_gradient])
+        for name in ("plain_bn", "sync_bn_shm")}
     batch, t, side = cfg["train.batch_size"], cfg["data.clip_len"], cfg["data.crop_size"]
     share = batch // world
     rng = np.random.default_rng(rank)
@@ -217,11 +224,14 @@ def dp_bench(rounds):
     host_sum = host_allreduce._transport["sum_"]
     times = {name: [] for name in variants}
 
-    def timed_steps(model, opt, inputs, labels, out):
+    def timed_steps(model, opt, inputs, labels, out, average=None):
         for i in range(3):  # the first step after a switch is not timed
             start = time.perf_counter()
-            loss = F.cross_entropy(model(inputs), labels)
-            loss.backward()
+            with dist.no_sync(model, average is not None):
+                loss = F.cross_entropy(model(inputs), labels)
+                loss.backward()
+            if average is not None:
+                average()
             opt.step()
             opt.clear_grad()
             float(loss)
@@ -235,15 +245,15 @@ def dp_bench(rounds):
                     timed_steps(model, opt, x, y, times[name])
                 dist.barrier(f"solo_done_{round_no}", timeout_s=600)
                 continue
-            host_allreduce._transport["sum_"] = (dist.all_reduce_sum_tensor_
+            host_allreduce._transport["sum_"] = (host_allreduce.backend_sum_
                                                  if name == "sync_bn_gloo" else host_sum)
-            timed_steps(model, opt, x[:share], y[:share], times[name])
+            timed_steps(model, opt, x[:share], y[:share], times[name], averages.get(name))
     if rank == 0:
         result = {name: round(1000 * float(np.median(v)), 1) for name, v in times.items()}
         result["two_process_ceiling"] = round(result["solo_16"] / result["pair_8"], 3)
-        for name in ("plain_bn", "sync_bn_shm", "sync_bn_gloo"):
+        for name in ("plain_bn_gloo", "plain_bn", "sync_bn_shm", "sync_bn_gloo"):
             result[f"speedup_{name}"] = round(result["solo_16"] / result[name], 3)
-        result["shared_memory_transport"] = host_sum is not dist.all_reduce_sum_tensor_
+        result["shared_memory_transport"] = host_sum is not host_allreduce.backend_sum_
         print("DP_JSON " + json.dumps(result))
 
 

@@ -2,7 +2,9 @@
 engine.accumulate_gradients / engine.optimizer_step, recording the gradients after every
 micro-step. BatchNorm is frozen (fixed statistics), so micro-batches of any size give the same
 function and 2 ranks x 2 micro-steps x 2 clips must equal 1 rank x 8 clips.
-Usage: accum_probe.py OUT_DIR ACCUM_STEPS
+With TRANSPORT=shm the gradients are averaged by host_allreduce.gradient_average (the CPU
+trainer's path), with dp by DataParallel's own all-reduce.
+Usage: accum_probe.py OUT_DIR ACCUM_STEPS [TRANSPORT]
 """
 import os
 import sys
@@ -10,13 +12,14 @@ import sys
 import numpy as np
 import paddle
 
-from dist_train import dist, engine, optim
+from dist_train import dist, engine, host_allreduce, optim
 from dist_train.config import load_config
 from dist_train.models import build_model, finetune
 
 
 def main():
     out_dir, accum = sys.argv[1], int(sys.argv[2])
+    transport = sys.argv[3] if len(sys.argv) > 3 else "dp"
     dist.init()
     rank, world = dist.get_rank(), dist.get_world_size()
     paddle.seed(11)
@@ -38,16 +41,19 @@ def main():
     part = slice(rank * share, (rank + 1) * share)
     params = optim.trainable_parameters(opt)
     record = {}
+    average = host_allreduce.gradient_average(params) if transport == "shm" else None
+    if transport == "shm" and world > 1:
+        assert average is not None, "no shared-memory gradient average on 2 ranks of one host"
 
     def after_micro_step(i):
         record[f"grad{i}"] = np.concatenate([p.grad.numpy().ravel() for p in params])
 
     engine.accumulate_gradients(model, paddle.to_tensor(x[part]), paddle.to_tensor(y[part]), accum,
-                                amp, scaler, after_micro_step)
+                                amp, scaler, after_micro_step, average)
     engine.optimizer_step(opt, scaler, params, list(net.named_parameters()), clip_norm=None,
                           nan_check=True, loss_sum=paddle.zeros([]), global_step=0)
     record["weights"] = np.concatenate([p.numpy().ravel() for p in params])
-    np.savez(os.path.join(out_dir, f"rank{rank}_of{world}_accum{accum}.npz"), **record)
+    np.savez(os.path.join(out_dir, f"rank{rank}_of{world}_accum{accum}_{transport}.npz"), **record)
 
 
 if __name__ == "__main__":

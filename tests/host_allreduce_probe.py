@@ -1,5 +1,6 @@
-"""Probe for tests/test_host_allreduce.py, run by 2 ranks: shared-memory sums equal gloo's, the
-file is gone from /dev/shm once opened, a missing rank times out with its number.
+"""Probe for tests/test_host_allreduce.py, run by 2 ranks: shared-memory sums equal gloo's (also
+arrays of several slots), the file is gone from /dev/shm once opened, the gradient average
+equals gloo's and refuses a parameter only one rank used, a missing rank times out with its number.
 Usage: host_allreduce_probe.py OUT_DIR
 """
 import json
@@ -14,29 +15,55 @@ import paddle
 from dist_train import dist, host_allreduce
 
 
+def gradient_average(reducer, rank):
+    """The average of a small net's gradients (different data per rank) against gloo's."""
+    paddle.seed(0)
+    net = paddle.nn.Sequential(paddle.nn.Linear(300, 200), paddle.nn.ReLU(), paddle.nn.Linear(200, 7))
+    params = net.parameters()
+    x = paddle.to_tensor(np.random.default_rng(10 + rank).normal(size=(5, 300)).astype("float32"))
+    net(x).square().sum().backward()
+    expected = [dist.all_reduce_sum_tensor_(p.grad.clone()).numpy() / 2 for p in params]
+    host_allreduce.GradientAverage(reducer, params)()
+    result = {"average_equal": all(np.array_equal(p.grad.numpy(), e)
+                                   for p, e in zip(params, expected)),
+              "average_changed": not np.array_equal(expected[0], params[0].grad.numpy() * 0)}
+    params = paddle.nn.Sequential(paddle.nn.Linear(3, 2), paddle.nn.Linear(2, 1)).parameters()
+    if rank == 0:  # only rank 0 uses the last layer's bias
+        (params[3] * 1.0).sum().backward()
+    try:
+        host_allreduce.GradientAverage(reducer, params, ["w1", "b1", "w2", "b2"])()
+        result["unused_error"] = None
+    except RuntimeError as e:
+        result["unused_error"] = str(e)
+    return result
+
+
 def main():
     out_dir = sys.argv[1]
     dist.init()
     rank = dist.get_rank()
+    host_allreduce.SLOTS_BUDGET_BYTES = 4 * host_allreduce.MIN_SLOT_BYTES  # small slots: chunking
     reducer = host_allreduce.open_host_allreduce()
     record = {"opened": reducer is not None,
               "file_left": reducer is not None and os.path.exists(reducer.path)}
     rng = np.random.default_rng(rank)
     mismatches = 0
-    sizes = [1, 33, 257, 4096, host_allreduce.SLOT_BYTES // 8 + 1]  # the last one: gloo path
-    for i in range(300):
+    record["slot_bytes"] = reducer.slot_bytes
+    sizes = [1, 33, 257, 4096, reducer.slot_bytes // 8 + 1, 3 * reducer.slot_bytes // 4 + 5]
+    for i in range(120):
         dtype = "float64" if i % 2 else "float32"
         values = rng.normal(size=sizes[i % len(sizes)]).astype(dtype)
-        shared = reducer.sum_(paddle.to_tensor(values)).numpy()
-        reference = dist.all_reduce_sum_tensor_(paddle.to_tensor(values)).numpy()
+        shared = reducer.sum_array_(values.copy())
+        reference = host_allreduce.backend_sum_(values.copy())
         mismatches += int(not np.array_equal(shared, reference) or shared.dtype != values.dtype)
     record["mismatches"] = mismatches
     record["gathered_equal"] = len({json.dumps(x) for x in dist.all_gather_object(
-        reducer.sum_(paddle.to_tensor(rng.normal(size=7))).numpy().tolist())}) == 1
+        reducer.sum_array_(rng.normal(size=7)).tolist())}) == 1
+    record.update(gradient_average(reducer, rank))
     host_allreduce.WAIT_TIMEOUT_S = 0.5
     if rank == 0:  # rank 1 never joins this call
         try:
-            reducer.sum_(paddle.ones([3]))
+            reducer.sum_array_(np.ones(3))
             record["timeout_error"] = None
         except RuntimeError as e:
             record["timeout_error"] = str(e)
