@@ -14,6 +14,10 @@ Keys (clips per second unless named otherwise):
 - jpeg_decode_bound_clips_per_s: plain cv2.imread (BGR, nothing else) of the same 16 JPEG frames
   the dataset reads; jpeg_clips_per_s: the dataset on the frame folders (decode to RGB + the
   paper's multiscale corner crop, resize to 112, flip); jpeg_fraction_of_bound: their ratio.
+  The dataset decodes into reused buffers (dist_train/data/readers.py), which a plain imread
+  does not: jpeg_decode_into_buffers_clips_per_s is that decode alone (RGB, nothing else), and
+  jpeg_fraction_of_decode_into_buffers the dataset's rate over it (what crop, resize, flip
+  and Python cost on top of the decode the dataset really does).
 - video_clips_per_s: the same dataset on the raw videos (sequential decode from frame 0).
 - packed_clips_per_s: the dataset on the store with data.train_crop 'random' (a 112x112 window
   of the stored 128x171 frames, no resize) + flip: crop and flip on uint8.
@@ -52,7 +56,7 @@ from dist_train.data.datasets import TrainClipDataset  # noqa: E402
 from dist_train.data.extract import extract_video, find_videos  # noqa: E402
 from dist_train.data.lists import ListEntry  # noqa: E402
 from dist_train.data.loader import make_loader  # noqa: E402
-from dist_train.data.readers import FrameFolderReader, VideoReader  # noqa: E402
+from dist_train.data.readers import FrameFolderReader, VideoReader, read_rgb_image  # noqa: E402
 from dist_train.data.sampler import GlobalBatchSampler  # noqa: E402
 from dist_train.data.sampling import clip_indices, train_start  # noqa: E402
 from dist_train.data.store import PackedStoreReader, evict_from_page_cache  # noqa: E402
@@ -211,9 +215,19 @@ def main(argv=None):
             for i in sorted(set(clip_indices(start, entry.num_frames, 16, 1))):
                 cv2.imread(frames_reader.frame_path(entry.video, i), cv2.IMREAD_COLOR)
 
+        decode_buffers = np.empty((16, 240, 320, 3), np.uint8)
+
+        def decode_into_buffers(key):  # the same frames decoded into reused buffers
+            entry = entries[key[1]]
+            rng = np.random.default_rng([0, key[0], key[1]])
+            start = train_start(rng, entry.num_frames, 16, 1)
+            for j, i in enumerate(sorted(set(clip_indices(start, entry.num_frames, 16, 1)))):
+                read_rgb_image(frames_reader.frame_path(entry.video, i), decode_buffers[j])
+
         read_keys = [(e.video, list(range(e.num_frames - 16, e.num_frames))) for e in entries]
         buffer = np.empty((16,) + store.frames(entries[0].video).shape[1:], np.uint8)
         for group in ({"jpeg_decode_bound_clips_per_s": (decode_only, keys),
+                       "jpeg_decode_into_buffers_clips_per_s": (decode_into_buffers, keys),
                        "jpeg_clips_per_s": (datasets["jpeg"].__getitem__, keys)},
                       {"video_clips_per_s": (datasets["video"].__getitem__, keys)},
                       {"packed_clips_per_s": (datasets["packed"].__getitem__, keys),
@@ -253,6 +267,8 @@ def main(argv=None):
                                                      result["packed_stock_loader_clips_per_s"])
     result["jpeg_fraction_of_bound"] = ratio(result["jpeg_clips_per_s"],
                                              result["jpeg_decode_bound_clips_per_s"])
+    result["jpeg_fraction_of_decode_into_buffers"] = ratio(
+        result["jpeg_clips_per_s"], result["jpeg_decode_into_buffers_clips_per_s"])
     for key, value in result.items():
         if key != "machine":
             print(f"# {key}: {value}", file=sys.stderr)
