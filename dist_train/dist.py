@@ -15,6 +15,8 @@ import numpy as np
 import paddle
 import paddle.distributed as pdist
 
+from .safeload import restricted_loads
+
 _state = {"initialized": False, "store": None, "barrier_generation": {}}
 
 
@@ -121,9 +123,10 @@ def all_reduce_max(value: Any) -> Any:
     return _all_reduce(value, pdist.ReduceOp.MAX)
 
 
-# Objects travel between ranks of the same job only (never from files), so pickle is acceptable.
 def all_gather_object(obj: Any) -> list[Any]:
-    """One object per rank, in rank order; objects may differ in size."""
+    """One object per rank, in rank order; objects may differ in size. Objects are numbers,
+    strings, None, numpy arrays and containers of them: they are unpickled with safeload's
+    restriction, so bytes arriving over the network can carry data, never code."""
     if not is_distributed():
         return [obj]
     payload = np.frombuffer(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), dtype=np.uint8)
@@ -132,7 +135,8 @@ def all_gather_object(obj: Any) -> list[Any]:
     padded = np.zeros(longest, dtype=np.uint8)
     padded[: payload.size] = payload
     chunks = all_gather_array(padded)
-    return [pickle.loads(chunk[: int(size[0])].tobytes()) for chunk, size in zip(chunks, sizes)]
+    return [restricted_loads(chunk[: int(size[0])].tobytes(), f"all_gather_object from rank {r}")
+            for r, (chunk, size) in enumerate(zip(chunks, sizes))]
 
 
 def all_gather_array(array: np.ndarray) -> list[np.ndarray]:

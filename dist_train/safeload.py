@@ -1,4 +1,5 @@
-"""Restricted loading of pickle-based weight files the user did not produce.
+"""Restricted loading of pickle-based weight files the user did not produce (and of the
+objects ranks exchange, ``restricted_loads``).
 
 ``paddle.load`` is an unrestricted ``pickle.load``: a crafted ``.pdparams`` runs code. A
 state dict written by ``paddle.save`` (Paddle 2.6 / 3.x, numpy 1.x / 2.x) references only
@@ -6,6 +7,7 @@ numpy's array reconstruction globals; everything else in it is dicts, lists, tup
 and numbers. ``restricted_load`` allows exactly those globals and refuses any other one
 before it is imported or called.
 """
+import io
 import pickle
 
 import numpy as np
@@ -14,6 +16,8 @@ ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
+    # pickle protocol 5's array form: np.frombuffer of the bytes (object dtypes cannot be built)
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
     ("collections", "OrderedDict"),
     ("builtins", "dict"), ("builtins", "list"), ("builtins", "tuple"), ("builtins", "set"),
     ("builtins", "frozenset"), ("builtins", "bytearray"), ("builtins", "complex"),
@@ -92,4 +96,12 @@ def restricted_load(path):
     obj = _restore_tensors(obj)
     if isinstance(obj, dict):
         obj.pop(PADDLE_NAME_TABLE_KEY, None)
+    return obj
+
+
+def restricted_loads(data: bytes, source: str):
+    """Unpickle bytes with the same restriction (numpy arrays, numbers, strings, containers);
+    ``source`` names their origin in errors. Used for objects gathered from other ranks."""
+    obj = _RestrictedUnpickler(io.BytesIO(data), source).load()
+    _check_values(obj, source)
     return obj

@@ -12,9 +12,9 @@
   arithmetic runs in numpy (a Paddle op dispatch costs ~15 us; it was ~40 ops per layer).
   The collectives go through shared memory when every rank is on this host
   (``host_allreduce.py``, ~0.1 ms a call), else through gloo.
-  Weight and bias gradients stay local: DataParallel averages them like every other gradient,
-  and each rank's loss is the mean over its own equal share, so the result equals one rank
-  holding the whole batch.
+  Weight and bias gradients stay local: the data-parallel average (``host_allreduce`` on one
+  CPU host, else DataParallel) treats them like every other gradient, and each rank's loss is
+  the mean over its own equal share, so the result equals one rank holding the whole batch.
 - Running statistics follow Paddle's convention (checked against ``nn.BatchNorm3D``):
   ``running = momentum * running + (1 - momentum) * batch`` with the *biased* batch variance.
 - Eval mode (and frozen BN, ``_use_global_stats``) uses the running statistics and makes no
@@ -77,7 +77,7 @@ class _GlobalBatchGradient(PyLayer):
     exact gradient of the global batch's BN,
     ``-w * inv_std * (mean dy + xhat * mean(dy * xhat))`` (means over every rank), computed
     by the same fused kernel as an affine map of x. Paddle adds it to the first part.
-    Weight and bias gradients stay local: DataParallel averages them like every other gradient.
+    Weight and bias gradients stay local: the data-parallel average treats them like the others.
     """
 
     @staticmethod

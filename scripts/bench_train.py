@@ -8,7 +8,8 @@
    22 steps per epoch, so per-epoch work does not dominate; 1- and 2-process runs alternate
    (``--rounds``), the median round is reported with every window's spread and the load
    average. ``clips_per_s_2proc_gloo`` is the 2-process run with the shared-memory transport
-   (sync BN sums, gradient average) switched off (DIST_TRAIN_SHM_ALLREDUCE=0): all over gloo.
+   (sync BN sums, gradient average) switched off (DIST_TRAIN_SHM_ALLREDUCE=0): all over gloo;
+   ``clips_per_s_2proc_plain_bn`` the 2-process run without sync BN (model.sync_bn=false).
 2. Step micro-benchmarks of the demo network in a child process per setting (threads per
    process 1/2, layout NCDHW/NDHWC, eager vs paddle.jit.to_static), and which CPU kernels ran:
    kernel time per op from paddle.profiler, plus the count of oneDNN primitive executions
@@ -291,17 +292,20 @@ def main(argv=None):
         with tempfile.TemporaryDirectory(prefix="bench_train_") as root:
             lists = make_demo_data(root, args.videos_per_class)
             result["data_setup_s"] = round(time.time() - start, 1)
-            runs = {"1proc": [], "2proc": [], "2proc_gloo": []}
+            runs = {"1proc": [], "2proc": [], "2proc_gloo": [], "2proc_plain_bn": []}
             for i in range(args.rounds):  # alternate: load changes hit every variant alike
                 runs["1proc"].append(train_cli(root, lists, f"p1_{i}", 0, args.steps))
                 runs["2proc"].append(train_cli(root, lists, f"p2_{i}", 0, args.steps, nproc=2))
                 runs["2proc_gloo"].append(train_cli(root, lists, f"g2_{i}", 0, args.steps, nproc=2,
                                                     env_extra={"DIST_TRAIN_SHM_ALLREDUCE": "0"}))
+                runs["2proc_plain_bn"].append(train_cli(root, lists, f"b2_{i}", 0, args.steps,
+                                                        nproc=2, extra=["-o", "model.sync_bn=false"]))
             rate = {k: float(np.median([r[0] for r in v])) for k, v in runs.items()}
             _, wait, windows, load = train_cli(root, lists, "w1", 1, args.steps)
             result.update(clips_per_s_1proc=rate["1proc"], clips_per_s_2proc=rate["2proc"],
                           speedup_2proc=rate["2proc"] / rate["1proc"],
-                          clips_per_s_2proc_gloo=rate["2proc_gloo"], data_wait_fraction=wait)
+                          clips_per_s_2proc_gloo=rate["2proc_gloo"],
+                          clips_per_s_2proc_plain_bn=rate["2proc_plain_bn"], data_wait_fraction=wait)
             # The 1- and 2-process runs of a round are adjacent in time: their ratio cancels the
             # machine's slow drifts, which the ratio of the two medians does not.
             result["speedup_2proc_per_round"] = [round(two[0] / one[0], 3) for one, two in

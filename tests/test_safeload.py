@@ -87,3 +87,21 @@ def test_plain_containers_and_numpy_scalars_load(tmp_path):
     loaded = restricted_load(path)
     assert loaded["a"] == np.float32(1.5) and loaded["b"] == (1, 2) and loaded["c"] == {3, 4}
     np.testing.assert_array_equal(loaded["d"], np.arange(6).reshape(2, 3))
+
+
+def test_objects_from_other_ranks_are_unpickled_with_the_same_restriction():
+    import pickle
+
+    from dist_train.safeload import restricted_loads
+
+    obj = ({3: (np.arange(4.0), 2, np.int64(1))}, "path", None, [True, 0.5])
+    back = restricted_loads(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), "rank 1")
+    np.testing.assert_array_equal(back[0][3][0], obj[0][3][0])
+    assert back[1:] == obj[1:] and back[0][3][1:] == obj[0][3][1:]
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    with pytest.raises(UnsafeFileError, match="rank 1: refused to load global"):
+        restricted_loads(pickle.dumps(Evil()), "rank 1")
