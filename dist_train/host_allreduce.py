@@ -68,6 +68,8 @@ class HostAllReduce:
 
     def sum_array_(self, array: np.ndarray) -> np.ndarray:
         """In-place sum of a contiguous numpy array over the ranks; returns it."""
+        if not array.flags.c_contiguous:  # reshape would copy, and the sums would be lost
+            raise ValueError("sum_array_ needs a C-contiguous array (np.ascontiguousarray)")
         data = array.reshape(-1).view(np.uint8)  # a view: the sums land in ``array``
         chunk = self.slot_bytes - self.slot_bytes % array.itemsize
         for start in range(0, data.size, chunk):
