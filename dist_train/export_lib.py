@@ -42,7 +42,8 @@ def clip_sampling_description(cfg) -> dict:
 
 
 def build_meta(cfg, weights: str, fmt: str, program_file: str) -> dict:
-    from .videoeval import class_names, network_options, normalization
+    from .models.from_config import network_options, normalization
+    from .videoeval import class_names
 
     clip_len, crop = cfg["data.clip_len"], cfg["data.crop_size"]
     return {

@@ -44,7 +44,7 @@ from dist_train.logs import get_logger, setup_logging
 from dist_train.metrics import MetricsLog, truncate_metrics
 from dist_train.models import Preprocess, build_model, finetune
 from dist_train.rundir import atomic_write_text, prepare_run_dir
-from dist_train.videoeval import EvalModel, network_options, normalization
+from dist_train.models.from_config import EvalModel, network_options, normalization
 
 DEBUG_TRAIN_BATCHES, DEBUG_VAL_VIDEOS, DEBUG_MAX_EPOCHS = 3, 8, 2
 SAMPLE_LOG_ENV = "DIST_TRAIN_SAMPLE_LOG"

@@ -7,9 +7,9 @@ ranks (no padding, no duplicates); each rank keeps one small record per video an
 are gathered ONCE at the end, so ``num_videos`` equals the list length for any world size and
 batch size.
 
-Also home of the evaluation model (uint8 clips -> logits: preprocessing + network), which
-export reuses, and of the per-clip softmax averaging that prediction reuses, so the three
-paths compute the same numbers.
+The evaluation model (uint8 clips -> logits: preprocessing + network) comes from
+``models/from_config.py``, which training and export use too; the per-clip softmax averaging
+here is the one prediction reuses, so the paths compute the same numbers.
 """
 from __future__ import annotations
 
@@ -26,54 +26,10 @@ from .data import factory
 from .data.lists import DataError, read_list
 from .data.readers import BadSampleError
 from .data.workers import register_parent_cleanup, worker_init_fn
-from .models import build_model, model_options
 from .checkpoint import load_weights
-from .models.preprocess import Preprocess, normalization_from_preset
+from .models.from_config import EvalModel, build_eval_model
 
 log = logging.getLogger("dist_train")
-
-
-class EvalModel(nn.Layer):
-    """uint8 (or float) clips [N, 3, T, H, W] in 0-255 -> logits [N, num_classes]."""
-
-    def __init__(self, preprocess: Preprocess, network: nn.Layer):
-        super().__init__()
-        self.preprocess = preprocess
-        self.network = network
-
-    def forward(self, x):
-        # Cast first: the legacy static graph cannot take the shape of a uint8 tensor, which
-        # Preprocess checks; the float copy of 0-255 integers is exact.
-        return self.network(self.preprocess(paddle.cast(x, "float32")))
-
-
-def network_options(cfg) -> dict:
-    """The ``build_model`` options set in the config (null keys keep the family default)."""
-    options = {}
-    for name in model_options(cfg["model.name"]):
-        value = cfg[f"model.{name}"]
-        if value is not None:
-            options[name] = value
-    return options
-
-
-def normalization(cfg) -> dict:
-    """{"mean": [...], "std": [...] or None} in 0-255 units from model.normalization(/mean/std)."""
-    if cfg["model.normalization"] != "custom":
-        return normalization_from_preset(cfg["model.normalization"])
-    if cfg["model.mean"] is None:
-        raise ValueError("model.normalization is 'custom' but model.mean is not set "
-                         "(give 3 values in 0-255 units, e.g. -o 'model.mean=[114.8,107.7,99.5]')")
-    return {"mean": list(cfg["model.mean"]), "std": cfg["model.std"]}
-
-
-def build_eval_model(cfg) -> EvalModel:
-    """Preprocess + a fresh network with plain BatchNorm, in eval mode (weights not loaded)."""
-    norm = normalization(cfg)
-    network = build_model(cfg["model.name"], cfg["model.num_classes"], **network_options(cfg))
-    model = EvalModel(Preprocess(norm["mean"], norm["std"], cfg["model.data_format"]), network)
-    model.eval()
-    return model
 
 
 def load_eval_model(cfg, weights: str) -> EvalModel:

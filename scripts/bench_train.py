@@ -110,7 +110,7 @@ def step_bench(layout, compile_model, steps, profile):
     import paddle.nn.functional as F
     from dist_train.config import load_config
     from dist_train.models import Preprocess, build_model
-    from dist_train.videoeval import network_options, normalization
+    from dist_train.models.from_config import network_options, normalization
 
     cfg = load_config(os.path.join(REPO, "configs", "demo.yaml"),
                       [f"model.data_format={layout}"])
@@ -194,7 +194,7 @@ def dp_bench(rounds):
     from dist_train import dist, host_allreduce, sync_bn
     from dist_train.config import load_config
     from dist_train.models import Preprocess, build_model
-    from dist_train.videoeval import EvalModel, network_options, normalization
+    from dist_train.models.from_config import EvalModel, network_options, normalization
 
     dist.init()
     rank, world = dist.get_rank(), dist.get_world_size()
