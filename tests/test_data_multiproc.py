@@ -68,3 +68,11 @@ def test_two_ranks_two_workers_equal_one_rank_no_workers(noise_dataset, tmp_path
         sorted(map(tuple, single["eval"]))
     videos = [{v for v, _, _ in r["eval"]} for r in both]
     assert not videos[0] & videos[1] and videos[0] | videos[1] == set(range(18))
+
+
+def test_exit_with_live_stock_workers_prints_no_worker_error():
+    from helpers import run_cli
+
+    done = run_cli(["tests/exit_cleanup_probe.py"], timeout=120)
+    assert "exiting with workers alive" in done.stdout
+    assert "killed by signal" not in done.stderr, done.stderr[-2000:]

@@ -86,9 +86,14 @@ _parent_cleanup_registered = False
 
 
 def _kill_daemon_children() -> None:
-    for child in multiprocessing.active_children():
-        if child.daemon:
-            child.kill()
+    daemons = [child for child in multiprocessing.active_children() if child.daemon]
+    if daemons:
+        # Paddle's DataLoader installs a SIGCHLD handler that raises "DataLoader process ...
+        # killed by signal" for any of its workers that dies by a signal, here in the middle of
+        # interpreter exit; these kills are on purpose, so the default handler comes back first.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for child in daemons:
+        child.kill()
 
 
 def register_parent_cleanup() -> None:
