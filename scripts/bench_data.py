@@ -208,21 +208,22 @@ def main(argv=None):
         keys = [(0, i) for i in range(len(entries))]
         s = args.seconds
 
-        def decode_only(key):  # the 16 frames the jpeg dataset reads for key, plain decode
+        def clip_frame_paths(key):  # the frame files the jpeg dataset reads for key (seed 0)
             entry = entries[key[1]]
-            rng = np.random.default_rng([0, key[0], key[1]])  # the dataset's seed 0 draw
+            rng = np.random.default_rng([0, key[0], key[1]])
             start = train_start(rng, entry.num_frames, 16, 1)
-            for i in sorted(set(clip_indices(start, entry.num_frames, 16, 1))):
-                cv2.imread(frames_reader.frame_path(entry.video, i), cv2.IMREAD_COLOR)
+            return [frames_reader.frame_path(entry.video, i)
+                    for i in sorted(set(clip_indices(start, entry.num_frames, 16, 1)))]
+
+        def decode_only(key):  # plain decode of those frames
+            for path in clip_frame_paths(key):
+                cv2.imread(path, cv2.IMREAD_COLOR)
 
         decode_buffers = np.empty((16, 240, 320, 3), np.uint8)
 
         def decode_into_buffers(key):  # the same frames decoded into reused buffers
-            entry = entries[key[1]]
-            rng = np.random.default_rng([0, key[0], key[1]])
-            start = train_start(rng, entry.num_frames, 16, 1)
-            for j, i in enumerate(sorted(set(clip_indices(start, entry.num_frames, 16, 1)))):
-                read_rgb_image(frames_reader.frame_path(entry.video, i), decode_buffers[j])
+            for path, frame_buffer in zip(clip_frame_paths(key), decode_buffers):
+                read_rgb_image(path, frame_buffer)
 
         read_keys = [(e.video, list(range(e.num_frames - 16, e.num_frames))) for e in entries]
         buffer = np.empty((16,) + store.frames(entries[0].video).shape[1:], np.uint8)
