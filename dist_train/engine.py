@@ -8,9 +8,8 @@
   micro-batch is divided by ``accum_steps``, and DataParallel averages over ranks, so the
   gradient is that of the mean loss over the global batch. ``accum_steps=1`` is the same loop.
 - CPU ranks on one host average the gradients through shared memory instead
-  (``average_gradients``, host_allreduce.py; bench_train: a 2-rank demo step with plain BN
-  took 185 ms this way against 239 ms with DataParallel's gloo all-reduce):
-  every micro-batch then runs under ``no_sync`` and the average follows the last backward.
+  (``average_gradients``, host_allreduce.py, where the measurements are): every micro-batch
+  then runs under ``no_sync`` and the average follows the last backward.
 - Validation is clip-level over whole videos sharded across ranks (different ranks may run
   different numbers of batches): no collective inside the loop, one all-reduce of
   [loss sum, correct, clips] at the end, so every rank gets identical metrics.

@@ -2,9 +2,10 @@
 per-step sums (CPU sync BN, stop agreement) and for data parallelism's gradient average.
 
 Why: through gloo (TCP over loopback) one sync-BN call on a 129-float vector took 0.3-5 ms
-here, and a 2-rank step of the demo net (0.9 M gradients) took 239 ms with DataParallel's gloo
-all-reduce against 185 ms with this module's average (two processes that never communicate:
-165 ms; bench_train.py, step_2rank_ms). A small sum through shared memory takes ~0.1 ms.
+here, a small sum through shared memory ~0.1 ms. For the gradients (0.9 M floats of the demo
+net) the 2-rank step ran 1.64-1.84x one process with this module's average and 1.42-1.72x with
+DataParallel's gloo all-reduce (four bench_train.py runs, step_2rank_ms; noisy VM); the whole
+2-process trainer, sync BN included, 1.30-1.61x against 0.93-1.12x with everything over gloo.
 
 Protocol: a file in /dev/shm holds one int64 counter per rank (own cache line) and two slots
 per rank (double buffering). Call number g: a rank writes its data into slot g % 2, then
@@ -176,8 +177,9 @@ def sum_over_ranks_(array: np.ndarray) -> np.ndarray:
     Numpy, not Paddle tensors: the callers' arithmetic on a few hundred floats costs ~1 us per
     numpy op against ~15 us per Paddle op dispatch (the CPU sync BN makes ~20 per layer).
 
-    The first call decides, collectively: every rank must make it at the same point (the CPU
-    sync BN's first training forward, or the first per-step stop agreement)."""
+    The first use of the shared reducer opens it collectively: every rank must get there at
+    the same point (``gradient_average`` at training setup on CPU, else the CPU sync BN's first
+    training forward or the first per-step stop agreement)."""
     if "sum_" not in _transport:
         host = shared_reducer()
         _transport["sum_"] = host.sum_array_ if host is not None else backend_sum_
@@ -194,37 +196,41 @@ class GradientAverage:
     """Averages the gradients of ``params`` over the ranks in one flat shared-memory sum.
 
     Every rank passes the same parameter list (the optimizer's trainable parameters, in order).
-    A parameter without a gradient on this rank contributes zeros; if another rank had one,
-    this rank cannot take the average (Paddle creates gradients only in backward) and raises,
-    because the replicas would drift apart.
+    One extra value per parameter counts the ranks that have its gradient, so a parameter used
+    by some ranks only (Paddle creates a gradient only in backward; the replicas would drift)
+    raises the same error on every rank, after the same collective.
     """
 
     def __init__(self, reducer: HostAllReduce, params, names=None):
         self.reducer, self.params = reducer, list(params)
         self.names = list(names) if names is not None else [p.name for p in self.params]
         self.sizes = [int(np.prod(p.shape)) for p in self.params]
+        dtypes = sorted({str(p.dtype) for p in self.params})
+        if len(dtypes) > 1:
+            raise TypeError(f"gradient average: parameters of mixed dtypes {dtypes}; the "
+                            f"shared-memory average needs one ({DISABLE_ENV}=0 uses "
+                            "DataParallel's own all-reduce)")
+        self.dtype = self.params[0].dtype if self.params else paddle.float32
 
     def __call__(self) -> None:
         grads = [p.grad for p in self.params]
-        dtypes = {str(g.dtype) for g in grads if g is not None}
-        if len(dtypes) > 1:
-            raise TypeError(f"gradient average: gradients of mixed dtypes {sorted(dtypes)}; "
-                            "the shared-memory average needs one dtype (set "
-                            f"{DISABLE_ENV}=0 to use DataParallel's own all-reduce)")
-        dtype = grads[0].dtype if grads[0] is not None else self.params[0].dtype
-        pieces = [g.reshape([-1]) if g is not None else paddle.zeros([n], dtype)
+        have = paddle.to_tensor([float(g is not None) for g in grads], self.dtype)
+        pieces = [g.reshape([-1]) if g is not None else paddle.zeros([n], self.dtype)
                   for g, n in zip(grads, self.sizes)]
-        flat = self.reducer.sum_array_(np.ascontiguousarray(paddle.concat(pieces).numpy()))
-        flat *= np.asarray(1.0 / self.reducer.world, flat.dtype)
-        offsets = np.cumsum([0] + self.sizes)
-        averaged = paddle.split(paddle.to_tensor(flat), self.sizes)
-        for i, (grad, name) in enumerate(zip(grads, self.names)):
+        flat = self.reducer.sum_array_(np.ascontiguousarray(paddle.concat(pieces + [have]).numpy()))
+        counts = flat[len(flat) - len(grads):]
+        partial = [name for name, count in zip(self.names, counts) if 0 < count < self.reducer.world]
+        if partial:
+            raise RuntimeError(f"gradient average: parameter '{partial[0]}' has a gradient on "
+                               f"{int(counts[self.names.index(partial[0])])} of "
+                               f"{self.reducer.world} ranks; every rank must use every trainable "
+                               "parameter")
+        total = len(flat) - len(grads)
+        averaged = flat[:total] * np.asarray(1.0 / self.reducer.world, flat.dtype)
+        pieces = paddle.split(paddle.to_tensor(averaged), self.sizes)
+        for grad, piece in zip(grads, pieces):
             if grad is not None:
-                paddle.assign(averaged[i].reshape(grad.shape), output=grad)
-            elif np.any(flat[offsets[i]:offsets[i + 1]]):
-                raise RuntimeError(f"gradient average: parameter '{name}' has no gradient on "
-                                   f"rank {self.reducer.rank} but has one on another rank; "
-                                   "every rank must use every trainable parameter")
+                paddle.assign(piece.reshape(grad.shape), output=grad)
 
 
 def gradient_average(params, names=None) -> GradientAverage | None:

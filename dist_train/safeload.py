@@ -102,6 +102,11 @@ def restricted_load(path):
 def restricted_loads(data: bytes, source: str):
     """Unpickle bytes with the same restriction (numpy arrays, numbers, strings, containers);
     ``source`` names their origin in errors. Used for objects gathered from other ranks."""
-    obj = _RestrictedUnpickler(io.BytesIO(data), source).load()
+    try:
+        obj = _RestrictedUnpickler(io.BytesIO(data), source).load()
+    except UnsafeFileError:
+        raise
+    except Exception as exc:  # truncated or corrupt bytes: say where they came from
+        raise pickle.UnpicklingError(f"{source}: not a readable pickle ({exc})") from exc
     _check_values(obj, source)
     return obj

@@ -85,7 +85,7 @@ class _GlobalBatchGradient(PyLayer):
         ctx.save_for_backward(x, mean, var)
         ctx.epsilon, ctx.data_format, ctx.global_count = epsilon, data_format, global_count
         ctx.inv_std = 1.0 / np.sqrt(var64 + epsilon)
-        ctx.weight = weight  # its value: the backward runs before the optimizer changes it
+        ctx.weight = weight  # a reference: the backward runs before the optimizer updates it
         ctx.needs = (not x.stop_gradient, not weight.stop_gradient, not bias.stop_gradient)
         return paddle.assign(weight), paddle.assign(bias)
 

@@ -272,7 +272,7 @@ def train_loop(cfg, state, model, train_model, network, optimizer, scaler, sched
              f"{cfg['train.batch_size'] // dist.get_world_size() // cfg['train.accum_steps']} clips; "
              f"{len(params)} trainable tensors")
     # Collective (every rank, here): CPU ranks on one host average gradients in shared memory.
-    names = {id(p): n for n, p in network.named_parameters()}
+    names = {id(p): n for n, p in named_params}
     average_gradients = None if on_gpu else host_allreduce.gradient_average(
         params, [names.get(id(p), p.name) for p in params])
 

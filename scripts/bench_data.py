@@ -223,7 +223,8 @@ def main(argv=None):
 
         def decode_into_buffers(key):  # the same frames decoded into reused buffers
             for path, frame_buffer in zip(clip_frame_paths(key), decode_buffers):
-                read_rgb_image(path, frame_buffer)
+                if read_rgb_image(path, frame_buffer) is not frame_buffer:
+                    raise RuntimeError(f"{path}: not decoded into the buffer (frame size?)")
 
         read_keys = [(e.video, list(range(e.num_frames - 16, e.num_frames))) for e in entries]
         buffer = np.empty((16,) + store.frames(entries[0].video).shape[1:], np.uint8)

@@ -62,14 +62,20 @@ def test_corners_equal_to_the_canary_still_decode(root):
     reader.read_frames("C/a", [0, 1, 2])  # buffers of this size exist now
     for got, expected in zip(reader.read_frames("C/canary", [0, 1, 2]), frames):
         np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(reader.read("C/canary", [0, 1, 2]), frames)
 
 
 @pytest.mark.parametrize("damage, reason", [("missing", "missing"), ("empty", "unreadable"),
-                                            ("garbage", "unreadable")])
+                                            ("garbage", "unreadable"), ("truncated", "unreadable")])
 def test_bad_frame_after_a_good_clip_is_reported(root, damage, reason):
     path = os.path.join(root, "C/b", PNG.format(3))
     if damage == "missing":
         os.remove(path)
+    elif damage == "truncated":  # the top rows decode, then the data ends
+        with open(path, "rb") as f:
+            data = f.read()
+        with open(path, "wb") as f:
+            f.write(data[:len(data) // 2])
     else:
         with open(path, "wb") as f:
             f.write(b"" if damage == "empty" else b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 50)

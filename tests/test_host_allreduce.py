@@ -20,8 +20,8 @@ def test_shared_memory_sums_equal_gloo_and_leave_no_file(tmp_path):
         assert record["mismatches"] == 0 and record["gathered_equal"]
         assert record["slot_bytes"] == host_allreduce.MIN_SLOT_BYTES  # so arrays took 2-3 chunks
         assert record["average_equal"] and record["average_changed"]
-    assert records[0]["unused_error"] is None  # rank 0 had the gradient
-    assert "parameter 'b2' has no gradient on rank 1" in records[1]["unused_error"]
+    for record in records:  # the same error on every rank, after the same collective
+        assert "parameter 'b2' has a gradient on 1 of 2 ranks" in record["unused_error"]
     assert "rank(s) [1] did not arrive within 0.5 s" in records[0]["timeout_error"]
 
 

@@ -4,7 +4,7 @@
 ``read_frames`` returns them as a list of ``[H, W, 3]`` arrays, not stacked: the datasets use it,
 because the transforms cut every frame separately anyway and stacking 16 decoded 320x240
 frames costs about 10% of a JPEG clip's time on one core. JPEG frames are decoded into reused
-buffers (OpenCV >= 4.10): a fresh array per frame cost ~12% more.
+buffers (OpenCV >= 4.10): a fresh array per frame cost ~15% more.
 Repeated indices (loop padding) are decoded once. A frame or video that cannot be read raises
 ``BadSampleError`` naming the path. Raw videos are decoded sequentially and the decoded frames
 are counted: the container's frame count is never trusted (it can be wrong or garbage).
@@ -59,10 +59,10 @@ def scan_frame_numbers(folder, template=DEFAULT_FRAME_TEMPLATE):
 _IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
 _DECODES_INTO = _IMREAD_RGB is not None and \
     tuple(int(v) for v in re.findall(r"\d+", cv2.__version__)[:2]) >= (4, 10)
-# imread into a buffer returns the buffer even when it decoded nothing (missing or damaged
-# file): corner pixels set beforehand and still there afterwards send the frame through the
-# plain imread, which says whether it really fails (a real frame with these very corners
-# merely takes the slow path).
+# imread into a buffer returns the buffer even when it decoded nothing or only part (missing or
+# damaged file): corner pixels set beforehand, either still there afterwards, send the frame
+# through the plain imread, which says whether it really fails (a real frame with such a
+# corner merely takes the slow path).
 _CANARY_FIRST, _CANARY_LAST = (1, 254, 3), (253, 2, 251)
 
 
@@ -70,7 +70,7 @@ def read_rgb_image(path, out=None):
     """One image file as uint8 RGB [H, W, 3] (grey images are expanded to three channels).
 
     With ``out`` (a C-contiguous uint8 [H, W, 3] buffer) the image is decoded into it and
-    ``out`` itself is returned when its size matches (no allocation: ~12% faster per frame on
+    ``out`` itself is returned when its size matches (no allocation: ~15% faster per frame on
     one core, scripts/bench_data.py); otherwise a new array.
     """
     if out is not None and _DECODES_INTO:
@@ -80,7 +80,8 @@ def read_rgb_image(path, out=None):
             fits = True
         except cv2.error:  # an image of another size: the plain path below decodes it
             fits = False
-        if fits and not (tuple(out[0, 0]) == _CANARY_FIRST and tuple(out[-1, -1]) == _CANARY_LAST):
+        # Both corners must have changed: a decode that failed half-way wrote the top rows only.
+        if fits and tuple(out[0, 0]) != _CANARY_FIRST and tuple(out[-1, -1]) != _CANARY_LAST:
             return out
     image = cv2.imread(path, cv2.IMREAD_COLOR if _IMREAD_RGB is None else _IMREAD_RGB)
     if image is None:
@@ -142,7 +143,9 @@ class FrameFolderReader:
         for j, i in enumerate(unique[1:], start=1):
             slot = stacked[j]
             image = read_rgb_image(self.frame_path(video, i), slot)
-            if image is not slot:
+            if image is not slot and image.shape == first.shape:  # decoded by the plain path
+                slot[...] = image
+            elif image is not slot:
                 raise BadSampleError(os.path.join(self.root, video), "frames of different sizes "
                                      f"{sorted({first.shape, image.shape})}")
         position = {i: j for j, i in enumerate(unique)}
