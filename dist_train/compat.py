@@ -18,6 +18,7 @@ Paddle 2.6's ``paddle.set_rng_state(..., device="cpu")`` raises AttributeError (
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import zlib  # noqa: F401  (must load before Paddle: see the module docstring)
@@ -93,6 +94,33 @@ def inference_files(model_dir: str, name: str) -> tuple[str, str]:
         if os.path.isfile(program):
             return program, os.path.join(model_dir, name + PARAMS_SUFFIX)
     raise FileNotFoundError(f"{model_dir}: no {name}.json or {name}.pdmodel inference program")
+
+
+# ----------------------------------------------------------------------------- numpy views
+def numpy_view(tensor) -> np.ndarray:
+    """A writeable numpy array sharing the memory of a contiguous CPU tensor (no copy).
+
+    ``tensor.numpy()`` copies, and writing a result back costs a Paddle op per tensor; the CPU
+    gradient average and the CPU sync BN work on these views instead. The view does not keep the
+    tensor alive: the caller holds the tensor while it uses the view. Paddle 3 exports writeable
+    DLPack; Paddle 2.6's legacy DLPack capsules give read-only arrays, so there the view maps
+    the tensor's data pointer.
+    """
+    if not tensor.place.is_cpu_place():
+        raise ValueError(f"numpy_view needs a CPU tensor, got one on {tensor.place}")
+    if hasattr(tensor, "is_contiguous") and not tensor.is_contiguous():
+        raise ValueError("numpy_view needs a contiguous tensor")
+    detached = tensor.detach()
+    if hasattr(detached, "__dlpack__"):
+        array = np.from_dlpack(detached)
+        if array.flags.writeable:
+            return array
+    dtype = np.dtype(str(tensor.dtype).replace("paddle.", ""))
+    count = int(np.prod(tensor.shape)) if tensor.shape else 1
+    if count == 0:
+        return np.empty(tensor.shape, dtype)
+    buffer = (ctypes.c_byte * (count * dtype.itemsize)).from_address(detached.data_ptr())
+    return np.frombuffer(buffer, dtype, count).reshape(tensor.shape)
 
 
 # ----------------------------------------------------------------------------- CPU generator

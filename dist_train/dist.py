@@ -109,7 +109,7 @@ def all_reduce_sum(value: Any) -> Any:
 
 def all_reduce_sum_tensor_(tensor: paddle.Tensor) -> paddle.Tensor:
     """In-place sum of a Paddle tensor over ranks, in its own dtype and without host copies
-    (the CPU sync BN calls this twice per layer and step); the tensor itself for one rank."""
+    (the fallback transport of host_allreduce); the tensor itself for one rank."""
     if is_distributed():
         pdist.all_reduce(tensor, op=pdist.ReduceOp.SUM)
     return tensor

@@ -35,6 +35,7 @@ import numpy as np
 import paddle
 
 from . import dist
+from .compat import numpy_view
 
 SLOTS_BUDGET_BYTES = 16 << 20  # all slots of all ranks: fits Docker's default 64 MB /dev/shm
 MIN_SLOT_BYTES = 1 << 16  # 2 * 2048 float64 moments of the widest BN in one call
@@ -71,20 +72,36 @@ class HostAllReduce:
         """In-place sum of a contiguous numpy array over the ranks; returns it."""
         if not array.flags.c_contiguous:  # reshape would copy, and the sums would be lost
             raise ValueError("sum_array_ needs a C-contiguous array (np.ascontiguousarray)")
-        data = array.reshape(-1).view(np.uint8)  # a view: the sums land in ``array``
-        chunk = self.slot_bytes - self.slot_bytes % array.itemsize
-        for start in range(0, data.size, chunk):
-            part = data[start:start + chunk]
+        self.sum_segments_([array.reshape(-1)])  # a view: the sums land in ``array``
+        return array
+
+    def sum_segments_(self, segments: list[np.ndarray]) -> None:
+        """In-place sum over the ranks of 1-D arrays of one dtype, taken as one concatenation
+        (every rank passes the same sizes in the same order). Each segment is copied into the
+        slot and the sum written back into it: no concatenated copy, no Paddle op (the
+        gradient average passes views of the gradients themselves)."""
+        dtype = segments[0].dtype
+        if any(seg.dtype != dtype or seg.ndim != 1 for seg in segments):
+            raise ValueError("sum_segments_ needs 1-D arrays of one dtype")
+        chunk = self.slot_bytes // dtype.itemsize
+        bounds = np.cumsum([0] + [seg.size for seg in segments]).tolist()
+        for start in range(0, bounds[-1], chunk):
+            end = min(start + chunk, bounds[-1])
+            pieces = []  # (the part of a segment in this chunk, its position in the slot)
+            for seg, lo, hi in zip(segments, bounds[:-1], bounds[1:]):
+                first, last = max(lo, start), min(hi, end)
+                if first < last:
+                    pieces.append((seg[first - lo:last - lo], first - start))
             self._calls += 1
-            slots = self._slots[self._calls % 2, :, :part.size]
-            slots[self.rank] = part
+            slots = self._slots[self._calls % 2].view(dtype)
+            for part, at in pieces:
+                slots[self.rank, at:at + part.size] = part
             self._counters[self.rank] = self._calls  # publish after the data (program order)
             self._wait_for(self._calls)
-            out = part.view(array.dtype)
-            np.copyto(out, slots[0].view(array.dtype))  # rank order: identical on every rank
-            for r in range(1, self.world):
-                out += slots[r].view(array.dtype)
-        return array
+            for part, at in pieces:  # rank order: identical on every rank
+                np.copyto(part, slots[0, at:at + part.size])
+                for r in range(1, self.world):
+                    part += slots[r, at:at + part.size]
 
     def _wait_for(self, call: int) -> None:
         start = time.perf_counter()
@@ -195,6 +212,11 @@ def sum_over_ranks_(array: np.ndarray) -> np.ndarray:
 class GradientAverage:
     """Averages the gradients of ``params`` over the ranks in one flat shared-memory sum.
 
+    The gradients go into the slots and the sums come back into them through numpy views of
+    their memory (``compat.numpy_view``): no concatenated copy and no Paddle op. For the demo
+    net's 38 gradients (0.9 M floats, one process) that is 0.55 ms against 3.9 ms with Paddle's
+    concat/split/assign; in the 2-rank step, 2 ms against 6-8 ms.
+
     Every rank passes the same parameter list (the optimizer's trainable parameters, in order).
     One extra value per parameter counts the ranks that have its gradient, so a parameter used
     by some ranks only (Paddle creates a gradient only in backward; the replicas would drift)
@@ -210,27 +232,28 @@ class GradientAverage:
             raise TypeError(f"gradient average: parameters of mixed dtypes {dtypes}; the "
                             f"shared-memory average needs one ({DISABLE_ENV}=0 uses "
                             "DataParallel's own all-reduce)")
-        self.dtype = self.params[0].dtype if self.params else paddle.float32
+        self.dtype = np.dtype(dtypes[0].replace("paddle.", "") if dtypes else "float32")
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"gradient average: parameters of dtype {dtypes[0]}; the shared-"
+                            f"memory average sums float32/float64 ({DISABLE_ENV}=0 uses "
+                            "DataParallel's own all-reduce)")
 
     def __call__(self) -> None:
         grads = [p.grad for p in self.params]
-        have = paddle.to_tensor([float(g is not None) for g in grads], self.dtype)
-        pieces = [g.reshape([-1]) if g is not None else paddle.zeros([n], self.dtype)
-                  for g, n in zip(grads, self.sizes)]
-        flat = self.reducer.sum_array_(np.ascontiguousarray(paddle.concat(pieces + [have]).numpy()))
-        counts = flat[len(flat) - len(grads):]
+        views = [numpy_view(g).reshape(-1) if g is not None else np.zeros(n, self.dtype)
+                 for g, n in zip(grads, self.sizes)]
+        counts = np.array([g is not None for g in grads], self.dtype)
+        self.reducer.sum_segments_(views + [counts])
         partial = [name for name, count in zip(self.names, counts) if 0 < count < self.reducer.world]
         if partial:
             raise RuntimeError(f"gradient average: parameter '{partial[0]}' has a gradient on "
                                f"{int(counts[self.names.index(partial[0])])} of "
                                f"{self.reducer.world} ranks; every rank must use every trainable "
                                "parameter")
-        total = len(flat) - len(grads)
-        averaged = flat[:total] * np.asarray(1.0 / self.reducer.world, flat.dtype)
-        pieces = paddle.split(paddle.to_tensor(averaged), self.sizes)
-        for grad, piece in zip(grads, pieces):
-            if grad is not None:
-                paddle.assign(piece.reshape(grad.shape), output=grad)
+        scale = np.asarray(1.0 / self.reducer.world, self.dtype)
+        for grad, view in zip(grads, views):
+            if grad is not None:  # the view is the gradient's memory: averaged in place
+                np.multiply(view, scale, out=view)
 
 
 def gradient_average(params, names=None) -> GradientAverage | None:

@@ -25,12 +25,15 @@
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.autograd import PyLayer
 
+from .compat import numpy_view
 from .host_allreduce import sum_over_ranks_
 from .logs import log_once
 
@@ -55,7 +58,7 @@ def _global_moments(x: paddle.Tensor, channels: int, data_format: str, epsilon: 
     var = paddle.zeros([channels], "float32")
     F.batch_norm(x, mean, var, training=True, momentum=0.0, epsilon=epsilon,
                  data_format=data_format)
-    count = float(x.size // channels)
+    count = float(math.prod(x.shape) // channels)  # Tensor.size costs a Paddle op
     mean64, var64 = mean.numpy().astype(np.float64), var.numpy().astype(np.float64)
     total = sum_over_ranks_(np.concatenate([[count], mean64 * count,
                                             (var64 + mean64 * mean64) * count]))
@@ -138,8 +141,10 @@ class CpuSyncBatchNorm(nn.Layer):
             mean32, var32 = mean64.astype(np.float32), var64.astype(np.float32)
             # Paddle's convention, biased variance included
             m, rest = np.float32(self._momentum), np.float32(1.0 - self._momentum)
-            self._mean.set_value(self._mean.numpy() * m + mean32 * rest)
-            self._variance.set_value(self._variance.numpy() * m + var32 * rest)
+            for running, batch in ((self._mean, mean32), (self._variance, var32)):
+                view = numpy_view(running)  # in place: no copy, no Paddle op
+                view *= m
+                view += batch * rest
             mean, var = paddle.to_tensor(mean32), paddle.to_tensor(var32)
         weight, bias = self.weight, self.bias
         if not (x32.stop_gradient and weight.stop_gradient and bias.stop_gradient):

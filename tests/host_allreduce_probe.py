@@ -1,6 +1,7 @@
 """Probe for tests/test_host_allreduce.py, run by 2 ranks: shared-memory sums equal gloo's (also
-arrays of several slots), the file is gone from /dev/shm once opened, the gradient average
-equals gloo's and refuses a parameter only one rank used, a missing rank times out with its number.
+arrays of several slots, and segment lists crossing chunk boundaries), the file is gone from
+/dev/shm once opened, the gradient average equals gloo's and refuses a parameter only one rank
+used, a missing rank times out with its number.
 Usage: host_allreduce_probe.py OUT_DIR
 """
 import json
@@ -57,6 +58,12 @@ def main():
         reference = host_allreduce.backend_sum_(values.copy())
         mismatches += int(not np.array_equal(shared, reference) or shared.dtype != values.dtype)
     record["mismatches"] = mismatches
+    # Segments (empty ones too) whose boundaries fall inside chunks sum like their concatenation.
+    sizes = [0, 5, reducer.slot_bytes // 4 - 3, 0, 7, reducer.slot_bytes // 2, 1]
+    segments = [rng.normal(size=n).astype("float32") for n in sizes]
+    expected = reducer.sum_array_(np.concatenate(segments))
+    reducer.sum_segments_(segments)
+    record["segments_equal"] = bool(np.array_equal(np.concatenate(segments), expected))
     record["gathered_equal"] = len({json.dumps(x) for x in dist.all_gather_object(
         reducer.sum_array_(rng.normal(size=7)).tolist())}) == 1
     record.update(gradient_average(reducer, rank))

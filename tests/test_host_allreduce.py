@@ -17,7 +17,7 @@ def test_shared_memory_sums_equal_gloo_and_leave_no_file(tmp_path):
     records = [json.load(open(os.path.join(tmp_path, f"rank{r}.json"))) for r in (0, 1)]
     for record in records:
         assert record["opened"] and not record["file_left"]
-        assert record["mismatches"] == 0 and record["gathered_equal"]
+        assert record["mismatches"] == 0 and record["gathered_equal"] and record["segments_equal"]
         assert record["slot_bytes"] == host_allreduce.MIN_SLOT_BYTES  # so arrays took 2-3 chunks
         assert record["average_equal"] and record["average_changed"]
     for record in records:  # the same error on every rank, after the same collective
@@ -39,3 +39,25 @@ def test_slots_fit_the_budget_for_any_world_size():
         assert 2 * world * slot <= max(host_allreduce.SLOTS_BUDGET_BYTES,
                                        2 * world * host_allreduce.MIN_SLOT_BYTES)
     assert host_allreduce.slot_bytes_for(2) == 4 << 20
+
+
+def test_numpy_view_shares_the_tensor_memory():
+    """The gradient average writes through these views: they must alias, not copy."""
+    import numpy as np
+    import paddle
+
+    from dist_train.compat import numpy_view
+
+    for dtype in ("float32", "float64", "int64"):
+        tensor = paddle.arange(12, dtype=dtype).reshape([3, 4])
+        view = numpy_view(tensor)
+        assert view.shape == (3, 4) and view.dtype == np.dtype(dtype) and view.flags.writeable
+        view[1, 2] = 100
+        view *= 2
+        assert tensor.numpy()[1, 2] == 200 and tensor.numpy()[0, 1] == 2
+    param = paddle.create_parameter([5], "float32")
+    (param * 3.0).sum().backward()
+    numpy_view(param.grad)[:] = 7.0
+    assert param.grad.numpy().tolist() == [7.0] * 5
+    assert numpy_view(paddle.zeros([0, 3])).shape == (0, 3)
+    assert numpy_view(paddle.to_tensor(2.5)).item() == 2.5
