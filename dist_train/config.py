@@ -88,6 +88,8 @@ SCHEMA: dict[str, Key] = {
     "train.max_steps": Key("int", None, "stop after this many optimizer steps (null = epochs)", None, True),
     "train.deterministic": Key("bool", False, "deterministic cuDNN algorithms (GPU; slower)"),
     "train.compile": Key("bool", False, "paddle.jit.to_static the training model"),
+    "train.cpu_keep_freed_memory": Key("bool", True, "CPU: glibc malloc keeps freed blocks up to "
+                                       "32 MiB for reuse (page faults cost Paddle's kernels up to 6x)"),
     "train.nan_check": Key("bool", False, "check loss and gradients for NaN/Inf every step (on in --debug)"),
     # --- optim ---
     "optim.momentum": Key("float", 0.9, "SGD momentum"),

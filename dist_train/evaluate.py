@@ -26,7 +26,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from dist_train import dist, videoeval
+    import paddle
+
+    from dist_train import cpu_memory, dist, videoeval
     from dist_train.checkpoint import CheckpointError
     from dist_train.config import ConfigError, load_config
     from dist_train.data.lists import DataError
@@ -40,7 +42,9 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     dist.init()
-    setup_logging(cfg["run.dir"], dist.get_rank(), filename="eval.log")
+    log = setup_logging(cfg["run.dir"], dist.get_rank(), filename="eval.log")
+    if cfg["train.cpu_keep_freed_memory"] and not paddle.device.get_device().startswith("gpu"):
+        log.info(cpu_memory.keep_freed_memory())
     try:
         report = videoeval.evaluate_videos(cfg, args.weights, args.out_dir)
     except (CheckpointError, DataError, videoeval.EvalDataError) as e:

@@ -32,7 +32,7 @@ import numpy as np
 import dist_train  # noqa: F401  (first: loads zlib before Paddle 2.6 can shadow it, see compat.py)
 import paddle
 
-from dist_train import checkpoint, dist, engine, host_allreduce, optim, preempt, sync_bn
+from dist_train import checkpoint, cpu_memory, dist, engine, host_allreduce, optim, preempt, sync_bn
 from dist_train.config import ConfigError, load_config
 from dist_train.data import factory
 from dist_train.data.lists import DataError
@@ -191,6 +191,8 @@ def train(args) -> int:
     log = setup_logging(run_dir, rank)
     log.info(f"rank {rank}/{world} on {paddle.device.get_device()}, Paddle {paddle.__version__}, "
              f"run dir {run_dir}")
+    if cfg["train.cpu_keep_freed_memory"] and not on_gpu:
+        log.info(cpu_memory.keep_freed_memory())  # before loader workers fork: they inherit it
     if cfg["train.deterministic"] and on_gpu:
         paddle.set_flags({"FLAGS_cudnn_deterministic": True})
     random.seed(cfg["train.seed"])

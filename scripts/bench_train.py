@@ -11,7 +11,8 @@
    (sync BN sums, gradient average) switched off (DIST_TRAIN_SHM_ALLREDUCE=0): all over gloo;
    ``clips_per_s_2proc_plain_bn`` the 2-process run without sync BN (model.sync_bn=false).
 2. Step micro-benchmarks of the demo network in a child process per setting (threads per
-   process 1/2, layout NCDHW/NDHWC, eager vs paddle.jit.to_static), and which CPU kernels ran:
+   process 1/2, layout NCDHW/NDHWC, eager vs paddle.jit.to_static, glibc's default malloc vs
+   the trainer's train.cpu_keep_freed_memory), and which CPU kernels ran:
    kernel time per op from paddle.profiler, plus the count of oneDNN primitive executions
    (ONEDNN_VERBOSE=1; 0 means plain Paddle CPU kernels). Settings alternate over rounds.
 3. A 2-rank step micro-benchmark (fixed input, one launched job, see ``dp_bench``): one process
@@ -104,8 +105,12 @@ def train_cli(root, lists, run_name, workers, steps, nproc=1, threads=1, extra=(
 
 # ----------------------------------------------------------------------------- step bench
 
-def step_bench(layout, compile_model, steps, profile):
-    """Child process: time optimizer steps of the demo network; optional kernel profile."""
+def step_bench(layout, compile_model, steps, profile, keep_freed_memory=True):
+    """Child process: time optimizer steps of the demo network; optional kernel profile.
+    ``keep_freed_memory``: the trainer's CPU malloc setting (train.cpu_keep_freed_memory)."""
+    from dist_train import cpu_memory
+    if keep_freed_memory:
+        cpu_memory.keep_freed_memory()
     import paddle
     import paddle.nn.functional as F
     from dist_train.config import load_config
@@ -165,12 +170,13 @@ def step_bench(layout, compile_model, steps, profile):
     print("STEP_JSON " + json.dumps(result))
 
 
-def step_child(layout, compile_model, threads, steps, profile=False, onednn_verbose=False):
+def step_child(layout, compile_model, threads, steps, profile=False, onednn_verbose=False,
+               keep_freed_memory=True):
     env = {"OMP_NUM_THREADS": str(threads)}
     if onednn_verbose:
         env.update(ONEDNN_VERBOSE="1", DNNL_VERBOSE="1")
     out = run([PY, os.path.abspath(__file__), "--step-child", layout, str(int(compile_model)),
-               str(steps), str(int(profile))], env)
+               str(steps), str(int(profile)), str(int(keep_freed_memory))], env)
     result = json.loads(out.split("STEP_JSON ", 1)[1].splitlines()[0])
     if onednn_verbose:
         result["onednn_primitive_execs"] = len(re.findall(r"(onednn|dnnl)_verbose,[^\n]*exec",
@@ -188,7 +194,10 @@ def dp_bench(rounds):
       gradients averaged by DataParallel over gloo / by the shared-memory average (the trainer's
       CPU path); ``sync_bn_shm`` / ``sync_bn_gloo``: the CPU sync BN twin with everything over
       shared memory (the trainer's CPU path) / over gloo.
+    Malloc keeps freed memory, as in the trainer (train.cpu_keep_freed_memory).
     Prints DP_JSON (median ms per step) on rank 0."""
+    from dist_train import cpu_memory
+    cpu_memory.keep_freed_memory()
     import paddle
     import paddle.nn.functional as F
     from dist_train import dist, host_allreduce, sync_bn
@@ -272,7 +281,7 @@ def dp_child(rounds, log_dir):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--step-child":
-        step_bench(argv[1], argv[2] == "1", int(argv[3]), argv[4] == "1")
+        step_bench(argv[1], argv[2] == "1", int(argv[3]), argv[4] == "1", argv[5] == "1")
         return 0
     if argv and argv[0] == "--dp-child":
         dp_bench(int(argv[1]))
@@ -324,15 +333,18 @@ def main(argv=None):
         result["step_2rank_ms"]["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     result["two_process_ceiling"] = result["step_2rank_ms"]["two_process_ceiling"]
     result["step_speedup_2rank_sync_bn"] = result["step_2rank_ms"]["speedup_sync_bn_shm"]
-    settings = {"eager_NCDHW_1thread": ("NCDHW", False, 1), "eager_NCDHW_2threads": ("NCDHW", False, 2),
-                "eager_NDHWC_1thread": ("NDHWC", False, 1), "static_NCDHW_1thread": ("NCDHW", True, 1)}
+    settings = {"eager_NCDHW_1thread": ("NCDHW", False, 1, True),
+                "eager_NCDHW_1thread_malloc_default": ("NCDHW", False, 1, False),
+                "eager_NCDHW_2threads": ("NCDHW", False, 2, True),
+                "eager_NDHWC_1thread": ("NDHWC", False, 1, True),
+                "static_NCDHW_1thread": ("NCDHW", True, 1, True)}
     rates, first_losses, failures = {name: [] for name in settings}, {}, {}
     for _ in range(3):  # rounds of every setting, interleaved
-        for name, (layout, compiled, threads) in settings.items():
+        for name, (layout, compiled, threads, keep_freed) in settings.items():
             if name in failures:
                 continue
             try:
-                child = step_child(layout, compiled, threads, 5)
+                child = step_child(layout, compiled, threads, 5, keep_freed_memory=keep_freed)
                 rates[name].append(child["clips_per_s"])
                 first_losses[name] = child["loss0"]
             except RuntimeError as error:  # report (e.g. to_static unsupported), keep going

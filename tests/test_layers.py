@@ -7,7 +7,8 @@ from helpers import REPO
 
 PACKAGE = os.path.join(REPO, "dist_train")
 LAYERS = {
-    0: {"compat", "config", "atomic", "logs", "rundir", "safeload", "dist", "host_allreduce"},
+    0: {"compat", "config", "atomic", "logs", "rundir", "safeload", "dist", "host_allreduce",
+        "cpu_memory"},
     1: {"data", "models"},
     2: {"sync_bn", "optim", "rng_state", "metrics", "checkpoint", "checkpoint_layout",
         "checkpoint_write", "checkpoint_find", "checkpoint_load", "preempt", "videoeval",
