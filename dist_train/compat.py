@@ -97,25 +97,32 @@ def inference_files(model_dir: str, name: str) -> tuple[str, str]:
 
 
 # ----------------------------------------------------------------------------- numpy views
-def numpy_view(tensor) -> np.ndarray:
+NUMPY_VIEW_DTYPES = ("float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8",
+                     "bool")
+
+
+def numpy_view(tensor, what: str = "tensor") -> np.ndarray:
     """A writeable numpy array sharing the memory of a contiguous CPU tensor (no copy).
 
     ``tensor.numpy()`` copies, and writing a result back costs a Paddle op per tensor; the CPU
     gradient average and the CPU sync BN work on these views instead. The view does not keep the
     tensor alive: the caller holds the tensor while it uses the view. Paddle 3 exports writeable
-    DLPack; Paddle 2.6's legacy DLPack capsules give read-only arrays, so there the view maps
-    the tensor's data pointer.
+    DLPack; Paddle 2.6's Tensor has no ``__dlpack__``, so there the view maps the tensor's data
+    pointer. ``what`` names the tensor in errors (e.g. a parameter's name).
     """
+    dtype_name = str(tensor.dtype).replace("paddle.", "")
+    if dtype_name not in NUMPY_VIEW_DTYPES:
+        raise TypeError(f"numpy_view: {what} has dtype {dtype_name}, which numpy cannot view")
     if not tensor.place.is_cpu_place():
-        raise ValueError(f"numpy_view needs a CPU tensor, got one on {tensor.place}")
+        raise ValueError(f"numpy_view: {what} is on {tensor.place}; it needs a CPU tensor")
     if hasattr(tensor, "is_contiguous") and not tensor.is_contiguous():
-        raise ValueError("numpy_view needs a contiguous tensor")
+        raise ValueError(f"numpy_view: {what} (shape {list(tensor.shape)}) is not contiguous")
     detached = tensor.detach()
     if hasattr(detached, "__dlpack__"):
         array = np.from_dlpack(detached)
         if array.flags.writeable:
             return array
-    dtype = np.dtype(str(tensor.dtype).replace("paddle.", ""))
+    dtype = np.dtype(dtype_name)
     count = int(np.prod(tensor.shape)) if tensor.shape else 1
     if count == 0:
         return np.empty(tensor.shape, dtype)

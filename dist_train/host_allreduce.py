@@ -240,12 +240,19 @@ class GradientAverage:
 
     def __call__(self) -> None:
         grads = [p.grad for p in self.params]
-        views = [numpy_view(g).reshape(-1) if g is not None else np.zeros(n, self.dtype)
-                 for g, n in zip(grads, self.sizes)]
+        views, copied = [], []  # copied: gradients summed in a contiguous copy, written back
+        for grad, size in zip(grads, self.sizes):
+            if grad is None:
+                views.append(np.zeros(size, self.dtype))
+            elif hasattr(grad, "is_contiguous") and not grad.is_contiguous():
+                views.append(np.ascontiguousarray(grad.numpy()).reshape(-1))  # e.g. used as w.T
+                copied.append((grad, views[-1]))
+            else:
+                views.append(numpy_view(grad).reshape(-1))
         counts = np.array([g is not None for g in grads], self.dtype)
         self.reducer.sum_segments_(views + [counts])
         partial = [name for name, count in zip(self.names, counts) if 0 < count < self.reducer.world]
-        if partial:
+        if partial:  # (the gradients now hold sums: the run cannot go on anyway)
             raise RuntimeError(f"gradient average: parameter '{partial[0]}' has a gradient on "
                                f"{int(counts[self.names.index(partial[0])])} of "
                                f"{self.reducer.world} ranks; every rank must use every trainable "
@@ -254,6 +261,8 @@ class GradientAverage:
         for grad, view in zip(grads, views):
             if grad is not None:  # the view is the gradient's memory: averaged in place
                 np.multiply(view, scale, out=view)
+        for grad, view in copied:
+            paddle.assign(paddle.to_tensor(view.reshape(grad.shape)), output=grad)
 
 
 def gradient_average(params, names=None) -> GradientAverage | None:

@@ -20,14 +20,18 @@ def gradient_average(reducer, rank):
     """The average of a small net's gradients (different data per rank) against gloo's."""
     paddle.seed(0)
     net = paddle.nn.Sequential(paddle.nn.Linear(300, 200), paddle.nn.ReLU(), paddle.nn.Linear(200, 7))
-    params = net.parameters()
+    transposed = paddle.create_parameter([7, 200], "float32")  # used as .T: a strided gradient
+    params = net.parameters() + [transposed]
     x = paddle.to_tensor(np.random.default_rng(10 + rank).normal(size=(5, 300)).astype("float32"))
-    net(x).square().sum().backward()
+    hidden = net[1](net[0](x))
+    (net[2](hidden).square().sum() + (hidden @ transposed.T).square().sum()).backward()
+    strided = hasattr(transposed.grad, "is_contiguous") and not transposed.grad.is_contiguous()
     expected = [dist.all_reduce_sum_tensor_(p.grad.clone()).numpy() / 2 for p in params]
     host_allreduce.GradientAverage(reducer, params)()
     result = {"average_equal": all(np.array_equal(p.grad.numpy(), e)
                                    for p, e in zip(params, expected)),
-              "average_changed": not np.array_equal(expected[0], params[0].grad.numpy() * 0)}
+              "average_changed": not np.array_equal(expected[0], params[0].grad.numpy() * 0),
+              "strided_gradient": strided}
     params = paddle.nn.Sequential(paddle.nn.Linear(3, 2), paddle.nn.Linear(2, 1)).parameters()
     if rank == 0:  # only rank 0 uses the last layer's bias
         (params[3] * 1.0).sum().backward()

@@ -20,6 +20,7 @@ def test_shared_memory_sums_equal_gloo_and_leave_no_file(tmp_path):
         assert record["mismatches"] == 0 and record["gathered_equal"] and record["segments_equal"]
         assert record["slot_bytes"] == host_allreduce.MIN_SLOT_BYTES  # so arrays took 2-3 chunks
         assert record["average_equal"] and record["average_changed"]
+        assert record["strided_gradient"]  # the case the average sums through a copy
     for record in records:  # the same error on every rank, after the same collective
         assert "parameter 'b2' has a gradient on 1 of 2 ranks" in record["unused_error"]
     assert "rank(s) [1] did not arrive within 0.5 s" in records[0]["timeout_error"]
@@ -61,3 +62,18 @@ def test_numpy_view_shares_the_tensor_memory():
     assert param.grad.numpy().tolist() == [7.0] * 5
     assert numpy_view(paddle.zeros([0, 3])).shape == (0, 3)
     assert numpy_view(paddle.to_tensor(2.5)).item() == 2.5
+
+
+def test_numpy_view_refuses_what_it_cannot_alias():
+    import paddle
+
+    from dist_train.compat import numpy_view
+
+    weight = paddle.create_parameter([3, 4], "float32")
+    (paddle.ones([2, 3]) @ weight).sum().backward()
+    strided = weight.t()
+    if hasattr(strided, "is_contiguous") and not strided.is_contiguous():
+        with pytest.raises(ValueError, match=r"numpy_view: w \(shape \[4, 3\]\) is not contiguous"):
+            numpy_view(strided, "w")
+    with pytest.raises(TypeError, match="numpy_view: b has dtype bfloat16"):
+        numpy_view(paddle.ones([2]).astype("bfloat16"), "b")
