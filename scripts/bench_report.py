@@ -45,6 +45,8 @@ TRAIN_ROWS = [
     ("clips_per_s_2proc_plain_bn", "trainer, 2 processes, plain BN (model.sync_bn=false)", ""),
     ("speedup_2proc", "2-process speed-up (median runs)", ">= 1.6"),
     ("speedup_2proc_per_round", "2-process speed-up of each round (adjacent runs)", ""),
+    ("clips_per_s_2proc_best_round", "trainer, 2 processes, fastest round", ""),
+    ("speedup_2proc_best_rounds", "2-process speed-up, fastest round of each", ""),
     ("two_process_ceiling", "machine: 2 processes without communication vs 1 (step, fixed input)", ""),
     ("step_2rank_ms.speedup_plain_bn_gloo",
      "2-rank step vs 1 process: plain BN, DataParallel's gloo all-reduce", ""),

@@ -7,7 +7,8 @@
    metrics.jsonl (the first logged window is warm-up and dropped). 120 videos per class give
    22 steps per epoch, so per-epoch work does not dominate; 1- and 2-process runs alternate
    (``--rounds``), the median round is reported with every window's spread and the load
-   average. ``clips_per_s_2proc_gloo`` is the 2-process run with the shared-memory transport
+   average, and the fastest round of each (``*_best_round``, ``speedup_2proc_best_rounds``).
+   ``clips_per_s_2proc_gloo`` is the 2-process run with the shared-memory transport
    (sync BN sums, gradient average) switched off (DIST_TRAIN_SHM_ALLREDUCE=0): all over gloo;
    ``clips_per_s_2proc_plain_bn`` the 2-process run without sync BN (model.sync_bn=false).
 2. Step micro-benchmarks of the demo network in a child process per setting (threads per
@@ -290,7 +291,7 @@ def main(argv=None):
     parser.add_argument("--json", action="store_true", help="end with one JSON line (default)")
     parser.add_argument("--steps", type=int, default=60, help="optimizer steps per trainer run")
     parser.add_argument("--videos-per-class", type=int, default=120)
-    parser.add_argument("--rounds", type=int, default=2,
+    parser.add_argument("--rounds", type=int, default=5,
                         help="alternations of the 1- and 2-process trainer runs (median reported)")
     parser.add_argument("--skip-trainer", action="store_true", help="step benchmarks only")
     args = parser.parse_args(argv)
@@ -319,6 +320,12 @@ def main(argv=None):
             # machine's slow drifts, which the ratio of the two medians does not.
             result["speedup_2proc_per_round"] = [round(two[0] / one[0], 3) for one, two in
                                                  zip(runs["1proc"], runs["2proc"])]
+            # Noise on a shared VM only slows runs down (and a 2-process job more, see README):
+            # the fastest round of each is what the code does undisturbed (as timeit's min).
+            best = {k: max(r[0] for r in v) for k, v in runs.items()}
+            result.update(clips_per_s_1proc_best_round=best["1proc"],
+                          clips_per_s_2proc_best_round=best["2proc"],
+                          speedup_2proc_best_rounds=best["2proc"] / best["1proc"])
             result["trainer_runs"] = {
                 k: {"clips_per_s": [round(r[0], 2) for r in v],
                     "windows_clips_per_s": spread([w for r in v for w in r[2]]),
