@@ -118,7 +118,9 @@ fi
 # Restarts (--max-restarts N): a failed attempt is relaunched with --resume auto, after every
 # leftover process of it (trainers, loader workers; found by the DIST_TRAIN_ATTEMPT_TAG in their
 # environment) is killed. No restart after success, after a SIGTERM/SIGINT to this script (it is
-# forwarded to the launcher) or to the launcher (it exits 15), or after a preempted exit.
+# forwarded to the launcher) or to the launcher (it exits 15), after a preempted exit, or after
+# an input error (train.py exits 2 on a bad config, data list, checkpoint or weights file: a
+# retry would fail the same way).
 # Exit codes: 0 done; 75 preempted (a checkpoint was saved at the step the ranks agreed on; run
 # again to continue); 2 usage; else
 # the launcher's code of the last attempt. paddle.distributed.launch does not pass the trainers'
@@ -161,6 +163,10 @@ run_training() {
       return 75
     fi
     [[ "$code" -ne 0 ]] || return 0
+    if [[ "$code" == 2 ]]; then  # train.py's input errors (the launcher passes the code on)
+      echo "launch.sh: the trainer stopped on an input error (exit code 2: config, data, checkpoint or weights; the message is above); not restarting" >&2
+      return 2
+    fi
     if [[ "$STOPPING" == 1 || "$code" == 15 || "$code" == 143 ]]; then
       echo "launch.sh: stopped by a signal (exit code $code); not restarting" >&2
       return "$code"

@@ -180,6 +180,26 @@ def test_launch_sh_restarts_after_kill_9_of_rank_1(straight_two_ranks, tmp_path)
 
 
 @pytest.mark.multiproc
+def test_launch_sh_does_not_retry_an_input_error(straight_two_ranks, tmp_path):
+    """A missing train list passes launch.sh's config check and fails in the trainer (exit 2):
+    the same failure would repeat, so there is no second attempt."""
+    cfg, _ = straight_two_ranks
+    run, missing = str(tmp_path / "run"), str(tmp_path / "no_such_list.txt")
+    env, tag = tagged_env()
+    proc = subprocess.Popen([os.path.join(REPO, "launch.sh"), "--cpu", "--nproc", "2",
+                             "--max-restarts", "2", cfg, f"run.dir={run}",
+                             f"data.train_list={missing}"], cwd=REPO,
+                            env={**env, "DIST_TRAIN_SKIP_SETUP": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    out = proc.communicate(timeout=240)[0]
+    assert proc.returncode == 2, out[-4000:]
+    assert "stopped on an input error (exit code 2" in out and "attempt 2" not in out
+    logs = worker_logs(os.path.join(run, "launch_logs"))
+    assert missing in out + logs  # the trainer's message names the file
+    assert_no_tagged_processes(tag)
+
+
+@pytest.mark.multiproc
 def test_sigterm_to_the_launcher_saves_at_the_agreed_step(data, tmp_path):
     base, dataset = data
     run = tmp_path / "run"
