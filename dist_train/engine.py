@@ -23,7 +23,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from . import dist
+from . import dist, host_allreduce
 from .logs import get_logger, log_once
 
 AMP_WHITE_LIST = {"conv3d"}
@@ -141,7 +141,9 @@ def train_one_epoch(model, optimizer, scaler, loader, schedule, *, epoch, start_
     world = dist.get_world_size()
     model.train()
     epoch_sums = np.zeros(3)  # loss sum, correct, clips (this rank)
-    window = np.zeros(6)  # loss sum, correct, clips, data wait, step time, steps (this rank)
+    # loss sum, correct, clips, data wait, step time, steps, waits for other ranks (this rank)
+    window = np.zeros(7)
+    waited_before = host_allreduce.waited_seconds()
     window_loss, window_correct = 0.0, 0
     stopped = False
     step = start_step
@@ -157,7 +159,10 @@ def train_one_epoch(model, optimizer, scaler, loader, schedule, *, epoch, start_
                        nan_check=nan_check, loss_sum=loss_sum, global_step=global_step)
         global_step += 1
         done = time.perf_counter()
-        window += [0.0, 0.0, clips.shape[0], fetched - tick, done - tick, 1]
+        waited = host_allreduce.waited_seconds()
+        window += [0.0, 0.0, clips.shape[0], fetched - tick, done - tick, 1,
+                   (waited or 0.0) - (waited_before or 0.0)]
+        waited_before = waited
         # Device-side sums: converting every step would synchronise the GPU every step.
         window_loss, window_correct = window_loss + loss_sum, window_correct + correct
         tick = done
@@ -170,11 +175,15 @@ def train_one_epoch(model, optimizer, scaler, loader, schedule, *, epoch, start_
                    "loss": total[0] / total[2], "top1": total[1] / total[2], "lr": lr,
                    "clips_per_s": total[2] / (total[4] / world), "data_wait": total[3] / total[4],
                    "step_time": step_time}
+            if waited is not None:  # measured on the shared-memory transport only
+                row["sync_wait"] = total[6] / total[4]
             metrics.write(row)
             if dist.is_main_process():
                 log.info(f"epoch {epoch} step {step + 1}/{steps_per_epoch} loss {row['loss']:.4f} "
                          f"top1 {100 * row['top1']:.1f}% lr {lr:.4g} | {row['clips_per_s']:.1f} "
-                         f"clips/s data {100 * row['data_wait']:.0f}% step {step_time:.3f}s "
+                         f"clips/s data {100 * row['data_wait']:.0f}% "
+                         + (f"sync {100 * row['sync_wait']:.0f}% " if "sync_wait" in row else "")
+                         + f"step {step_time:.3f}s "
                          f"ETA {_format_eta((total_steps - global_step) * step_time)} "
                          f"mem {peak_memory_text(on_gpu)}")
             epoch_sums += total[:3]

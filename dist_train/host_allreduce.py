@@ -74,6 +74,7 @@ class HostAllReduce:
         self._slots = np.frombuffer(self._map, np.uint8, 2 * world * slot_bytes,
                                     _CACHE_LINE * world).reshape(2, world, slot_bytes)
         self._calls = 0
+        self.waited_s = 0.0  # time this rank spent waiting for the others (trainer metrics)
 
     def sum_array_(self, array: np.ndarray) -> np.ndarray:
         """In-place sum of a contiguous numpy array over the ranks; returns it."""
@@ -125,6 +126,7 @@ class HostAllReduce:
                                    "check log/workerlog.<rank> of those ranks")
             if waited > SPIN_S:
                 time.sleep(SLEEP_S)  # a sleeping vCPU/core lets the late rank run (see above)
+        self.waited_s += time.perf_counter() - start
 
 
 def _supported_here() -> bool:
@@ -179,6 +181,14 @@ def shared_reducer() -> HostAllReduce | None:
     if "reducer" not in _shared:
         _shared["reducer"] = open_host_allreduce()
     return _shared["reducer"]
+
+
+def waited_seconds() -> float | None:
+    """Seconds this process has waited for the other ranks in shared-memory sums so far
+    (imbalance between ranks: a slow core, a straggler); None when they do not go through shared
+    memory here (one rank, GPU, gloo), where no such wait is measured."""
+    reducer = _shared.get("reducer")
+    return reducer.waited_s if reducer is not None else None
 
 
 _transport = {}  # "sum_": the in-place sum over ranks of a numpy array, chosen at the first call

@@ -3,7 +3,10 @@
 ``metrics.jsonl`` holds one JSON object per line:
 
 - ``{"kind": "train", "epoch", "step", "steps_per_epoch", "global_step", "loss", "top1", "lr",
-  "clips_per_s", "data_wait", "step_time", "time"}`` every ``log.every_steps`` optimizer steps;
+  "clips_per_s", "data_wait", ["sync_wait"], "step_time", "time"}`` every ``log.every_steps``
+  optimizer steps. ``data_wait`` and ``sync_wait`` are fractions of the ranks' step time spent
+  waiting for data and (CPU ranks on one host, shared-memory collectives) for the other ranks:
+  a high ``sync_wait`` means unevenly fast ranks, e.g. a CPU core shared with other work;
 - ``{"kind": "epoch", "epoch", "global_step", "loss", "top1", "lr", ["val_loss", "val_top1",
   "val_clips", "is_best"], "time"}`` at the end of every epoch (validation keys when validated).
 

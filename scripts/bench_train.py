@@ -8,6 +8,9 @@
    22 steps per epoch, so per-epoch work does not dominate; 1- and 2-process runs alternate
    (``--rounds``), the median round is reported with every window's spread and the load
    average, and the fastest round of each (``*_best_round``, ``speedup_2proc_best_rounds``).
+   After each round, scripts/bench_machine.py's CPU probe (``--machine-probe-s``) measures how
+   evenly the hypervisor served the CPUs (``machine_lockstep_efficiency_per_round``: 1.0 when
+   steady; ranks that wait for each other move at the slower CPU's pace).
    ``clips_per_s_2proc_gloo`` is the 2-process run with the shared-memory transport
    (sync BN sums, gradient average) switched off (DIST_TRAIN_SHM_ALLREDUCE=0): all over gloo;
    ``clips_per_s_2proc_plain_bn`` the 2-process run without sync BN (model.sync_bn=false).
@@ -33,6 +36,7 @@ import time
 
 import numpy as np
 
+from bench_machine import cpu_rates
 from bench_steps import PY, REPO, dp_child, run, step_child
 
 
@@ -61,7 +65,8 @@ def train_overrides(root, train_list, val_list, run_name, workers, steps, extra=
 
 
 def trainer_rate(root, run_name):
-    """(clips/s, data-wait fraction, per-window clips/s) over the logged windows after the first."""
+    """(clips/s, data-wait fraction, per-window clips/s, sync-wait fraction or None) over the
+    logged windows after the first."""
     with open(os.path.join(root, run_name, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f if line.strip()]
     rows = [r for r in rows if r.get("kind") == "train"][1:]
@@ -70,7 +75,9 @@ def trainer_rate(root, run_name):
     steps = [r["step_time"] for r in rows]
     clips = sum(r["clips_per_s"] * r["step_time"] for r in rows) / sum(steps)
     wait = sum(r["data_wait"] * r["step_time"] for r in rows) / sum(steps)
-    return clips, wait, [r["clips_per_s"] for r in rows]
+    sync = (sum(r["sync_wait"] * r["step_time"] for r in rows) / sum(steps)
+            if all("sync_wait" in r for r in rows) else None)
+    return clips, wait, [r["clips_per_s"] for r in rows], sync
 
 
 def spread(values):
@@ -99,6 +106,8 @@ def main(argv=None):
     parser.add_argument("--videos-per-class", type=int, default=120)
     parser.add_argument("--rounds", type=int, default=5,
                         help="alternations of the 1- and 2-process trainer runs (median reported)")
+    parser.add_argument("--machine-probe-s", type=float, default=8.0,
+                        help="seconds of scripts/bench_machine.py's CPU probe after each round")
     parser.add_argument("--skip-trainer", action="store_true", help="step benchmarks only")
     args = parser.parse_args(argv)
     result = {"config": "configs/demo.yaml", "cpus": os.cpu_count(),
@@ -109,6 +118,7 @@ def main(argv=None):
             lists = make_demo_data(root, args.videos_per_class)
             result["data_setup_s"] = round(time.time() - start, 1)
             runs = {"1proc": [], "2proc": [], "2proc_gloo": [], "2proc_plain_bn": []}
+            machine = []
             for i in range(args.rounds):  # alternate: load changes hit every variant alike
                 runs["1proc"].append(train_cli(root, lists, f"p1_{i}", 0, args.steps))
                 runs["2proc"].append(train_cli(root, lists, f"p2_{i}", 0, args.steps, nproc=2))
@@ -116,8 +126,9 @@ def main(argv=None):
                                                     env_extra={"DIST_TRAIN_SHM_ALLREDUCE": "0"}))
                 runs["2proc_plain_bn"].append(train_cli(root, lists, f"b2_{i}", 0, args.steps,
                                                         nproc=2, extra=["-o", "model.sync_bn=false"]))
+                machine.append(cpu_rates(args.machine_probe_s))
             rate = {k: float(np.median([r[0] for r in v])) for k, v in runs.items()}
-            _, wait, windows, load = train_cli(root, lists, "w1", 1, args.steps)
+            _, wait, windows, _, load = train_cli(root, lists, "w1", 1, args.steps)
             result.update(clips_per_s_1proc=rate["1proc"], clips_per_s_2proc=rate["2proc"],
                           speedup_2proc=rate["2proc"] / rate["1proc"],
                           clips_per_s_2proc_gloo=rate["2proc_gloo"],
@@ -132,10 +143,21 @@ def main(argv=None):
             result.update(clips_per_s_1proc_best_round=best["1proc"],
                           clips_per_s_2proc_best_round=best["2proc"],
                           speedup_2proc_best_rounds=best["2proc"] / best["1proc"])
+            # How unevenly the hypervisor served the CPUs in each round (scripts/bench_machine.py):
+            # ranks in lockstep move at the slower CPU's pace, one process at its own CPU's.
+            result["machine_lockstep_efficiency_per_round"] = [m["lockstep_efficiency"]
+                                                               for m in machine]
+            result["machine_slow_window_fraction_per_round"] = [
+                max(m["slow_window_fraction"].values()) for m in machine]
+            # Share of the ranks' time spent waiting for each other (trainer's sync_wait metric):
+            # the 2-process runs lose this to uneven ranks, which one process never does.
+            result["sync_wait_fraction_2proc_per_round"] = [round(r[3], 4)
+                                                            for r in runs["2proc"]]
             result["trainer_runs"] = {
                 k: {"clips_per_s": [round(r[0], 2) for r in v],
                     "windows_clips_per_s": spread([w for r in v for w in r[2]]),
-                    "load_avg_1m_after": [round(r[3], 2) for r in v]} for k, v in runs.items()}
+                    "sync_wait_fraction": [None if r[3] is None else round(r[3], 4) for r in v],
+                    "load_avg_1m_after": [round(r[4], 2) for r in v]} for k, v in runs.items()}
             result["trainer_runs"]["1proc_1worker"] = {"data_wait_fraction": round(wait, 4),
                                                        "windows_clips_per_s": spread(windows),
                                                        "load_avg_1m_after": round(load, 2)}

@@ -7,6 +7,7 @@ Usage: host_allreduce_probe.py OUT_DIR
 import json
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -71,6 +72,13 @@ def main():
     record["gathered_equal"] = len({json.dumps(x) for x in dist.all_gather_object(
         reducer.sum_array_(rng.normal(size=7)).tolist())}) == 1
     record.update(gradient_average(reducer, rank))
+    # waited_s counts the time a rank waits for the others: rank 1 arrives 0.3 s late.
+    dist.barrier("before-late-rank")
+    waited = reducer.waited_s
+    if rank == 1:
+        time.sleep(0.3)
+    reducer.sum_array_(np.ones(3))
+    record["late_rank_wait_s"] = reducer.waited_s - waited
     host_allreduce.WAIT_TIMEOUT_S = 0.5
     if rank == 0:  # rank 1 never joins this call
         try:

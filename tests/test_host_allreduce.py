@@ -24,10 +24,12 @@ def test_shared_memory_sums_equal_gloo_and_leave_no_file(tmp_path):
     for record in records:  # the same error on every rank, after the same collective
         assert "parameter 'b2' has a gradient on 1 of 2 ranks" in record["unused_error"]
     assert "rank(s) [1] did not arrive within 0.5 s" in records[0]["timeout_error"]
+    assert records[0]["late_rank_wait_s"] >= 0.25 and records[1]["late_rank_wait_s"] < 0.1
 
 
 def test_one_process_or_disabled_means_no_shared_memory(monkeypatch):
     assert host_allreduce.open_host_allreduce() is None  # not distributed
+    assert host_allreduce.waited_seconds() is None  # so the trainer logs no sync_wait
     assert host_allreduce.gradient_average([]) is None
     monkeypatch.setenv(host_allreduce.DISABLE_ENV, "0")
     assert not host_allreduce._supported_here()

@@ -42,6 +42,53 @@ def test_cpu_twin_matches_paddle_batchnorm_on_one_rank(data_format):
                                plain(paddle.to_tensor(x_np)).numpy(), rtol=1e-5, atol=1e-5)
 
 
+def test_cpu_twin_reuses_its_buffers_and_stays_exact_across_steps():
+    """The twin keeps its [C] scratch tensors and numpy views between steps: they must never
+    hold stale values (a network applied twice before one backward, a forward whose graph is
+    dropped, a NaN batch, running statistics replaced by set_state_dict or moved to new memory)."""
+    paddle.seed(3)
+    plain = nn.BatchNorm3D(4, momentum=0.8)
+    twin = nn.BatchNorm3D(4, momentum=0.8)
+    twin.set_state_dict(plain.state_dict())
+    twin = sync_bn.CpuSyncBatchNorm(twin)
+    rng = np.random.default_rng(4)
+    batches = [rng.normal(0.5 * i, 1.0 + i, [2, 4, 2, 3, 3]).astype(np.float32) for i in range(6)]
+    weights = paddle.to_tensor(rng.normal(size=[2, 4, 2, 3, 3]).astype(np.float32))
+    loaded = {k: paddle.to_tensor(rng.uniform(0.5, 2.0, [4]).astype(np.float32))
+              for k in ("_mean", "_variance")}
+
+    def run(layer):
+        out = []
+        for step, x_np in enumerate(batches):
+            if step == 2:  # a forward whose graph is dropped before any backward
+                layer(paddle.to_tensor(batches[0], stop_gradient=False))
+            if step == 3:  # NaN statistics in one forward must not leak into the next
+                with paddle.no_grad():
+                    layer(paddle.to_tensor(np.full([2, 4, 2, 3, 3], np.nan, np.float32)))
+                layer.set_state_dict(loaded)  # running statistics replaced (and NaN gone)
+            if step == 5:  # new memory for every tensor of the layer (same Python objects)
+                layer.to(dtype="float64")
+                layer.to(dtype="float32")
+            x = paddle.to_tensor(x_np, stop_gradient=False)
+            y = layer(x)
+            if step == 4:  # applied twice before one backward
+                y = y + layer(paddle.to_tensor(batches[1] * 2.0, stop_gradient=False))
+            (y * weights).sum().backward()
+            out.append([y.numpy(), x.grad.numpy(), layer.weight.grad.numpy(),
+                        layer.bias.grad.numpy(), layer._mean.numpy(), layer._variance.numpy()])
+            layer.clear_gradients()
+        return out
+
+    expected, got = run(plain), run(twin)
+    for step, (a_step, b_step) in enumerate(zip(expected, got)):
+        for a, b in zip(a_step, b_step):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5, err_msg=f"step {step}")
+    assert np.isfinite(got[-1][4]).all() and np.isfinite(got[-1][0]).all()
+    first_scratch = twin._scratch[0]
+    run(twin)
+    assert twin._scratch[0] is first_scratch  # reused, not re-created every step
+
+
 def test_conversion_keeps_state_dict_keys_and_reverts():
     from dist_train.models import build_model
     paddle.seed(0)

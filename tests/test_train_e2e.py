@@ -3,6 +3,7 @@ workers) and two single-process launchers joined as 2 nodes end with the weights
 resume continues exactly; --debug; batch-size checks."""
 import json
 import os
+import re
 import signal
 import shutil
 import subprocess
@@ -54,6 +55,10 @@ def test_two_ranks_with_sync_bn_match_one_rank(single, tmp_path):
     assert [r["kind"] for r in first] == [r["kind"] for r in second] == ["train"] * 2 + ["epoch"] + ["train"] * 2 + ["epoch"]
     for a, b in zip(first, second):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    # Time waiting for the other rank: measured on the shared-memory transport only.
+    assert all("sync_wait" not in r for r in first)
+    assert all(0.0 <= r["sync_wait"] < 1.0 for r in second if r["kind"] == "train")
+    assert re.search(r"clips/s data \d+% sync \d+% step", log)
     assert second[-1]["val_clips"] == 16  # 8 videos x 2 clips, each once over the 2 ranks
     assert second[-1]["val_loss"] == pytest.approx(first[-1]["val_loss"], rel=1e-4)
 
