@@ -66,9 +66,8 @@ from .logs import get_logger
 from .rng_state import capture_rng_state
 
 # Module-level names that save_checkpoint looks up at call time, so a test can wrap the writer
-# (tests/ckpt_probe.py slows rank 0's write this way); tests also use the sha256 helper.
+# (tests/ckpt_probe.py slows rank 0's write this way).
 from .checkpoint_write import write_checkpoint_dir as _write_checkpoint_dir
-from .checkpoint_layout import sha256_file as _sha256_file  # noqa: F401
 
 __all__ = [
     "BEST_FILE", "CKPT_DIR", "FAULT_ENV", "FAULT_POINTS", "FORMAT_VERSION", "KNOWN_FORMAT_VERSIONS",

@@ -9,8 +9,8 @@ killed") before it can save, and the launcher SIGKILLs what is left about 30 s l
 The trainer's part:
 
 1. ``install_handlers()`` once in the main thread, before building the DataLoader.
-2. ``DataLoader(..., worker_init_fn=worker_init_fn)`` (or ``make_worker_init_fn(own_fn)``; both live
-   in dist_train/data/workers.py and are re-exported here):
+2. ``DataLoader(..., worker_init_fn=worker_init_fn)`` (or ``make_worker_init_fn(own_fn)``; both in
+   dist_train/data/workers.py, which data/loader.py uses):
    workers ignore SIGTERM/SIGINT and die when their parent dies (prctl PR_SET_PDEATHSIG on
    Linux, plus a parent-pid watchdog thread everywhere).
 3. After every optimizer step: ``if agree_to_stop(): save, shut the loader down,
@@ -40,8 +40,7 @@ import numpy as np
 from .host_allreduce import sum_over_ranks_
 from .logs import get_logger
 from .atomic import atomic_write_text
-# Re-exported: the trainer's loaders and the tests use them through this module too.
-from .data.workers import STOP_SIGNALS, make_worker_init_fn, protect_worker, worker_init_fn  # noqa: F401
+from .data.workers import STOP_SIGNALS
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: temporary failure, resume later
 MARKER_FILE = "PREEMPTED"

@@ -12,6 +12,7 @@ import numpy as np
 import paddle
 
 from dist_train import preempt
+from dist_train.data.workers import protect_worker, worker_init_fn
 
 
 class PidDataset(paddle.io.Dataset):
@@ -27,7 +28,7 @@ class PidDataset(paddle.io.Dataset):
 
 
 def watchdog_only(worker_id):
-    preempt.protect_worker(use_prctl=False, poll_s=0.2)
+    protect_worker(use_prctl=False, poll_s=0.2)
 
 
 def _write(path, text):
@@ -38,7 +39,7 @@ def _write(path, text):
 
 def main(out_dir, mode):
     preempt.install_handlers()
-    init = {"prctl": preempt.worker_init_fn, "watchdog": watchdog_only, "none": None}[mode]
+    init = {"prctl": worker_init_fn, "watchdog": watchdog_only, "none": None}[mode]
     loader = paddle.io.DataLoader(PidDataset(out_dir), batch_size=1, num_workers=1,
                                   worker_init_fn=init)
     after_flag = None

@@ -12,6 +12,7 @@ import pytest
 
 from ckpt_models import (TinyNet, accumulators, make_training, train_state, train_step, weights)
 from dist_train import checkpoint as ck
+from dist_train.checkpoint_layout import sha256_file
 from dist_train import compat
 from helpers import run_cli
 
@@ -207,7 +208,7 @@ def test_other_paddle_version_and_model_mismatch(tmp_path, caplog):
     # an optimizer entry for a parameter the checkpoint does not know: refused, both versions named
     paddle.save({"mystery_velocity_0": np.zeros(2, np.float32)}, os.path.join(path, "optimizer.pdopt"))
     state["manifest"]["optimizer.pdopt"]["size"] = os.path.getsize(os.path.join(path, "optimizer.pdopt"))
-    state["manifest"]["optimizer.pdopt"]["sha256"] = ck._sha256_file(os.path.join(path, "optimizer.pdopt"))
+    state["manifest"]["optimizer.pdopt"]["sha256"] = sha256_file(os.path.join(path, "optimizer.pdopt"))
     json.dump(state, open(state_file, "w"))
     with pytest.raises(ck.CheckpointError, match="mystery_velocity_0"):
         ck.load_checkpoint(path, model=model2, optimizer=opt2)
@@ -256,7 +257,7 @@ def test_malicious_pickle_refused_without_running(tmp_path):
     (tmp_path / "checkpoints" / "step_000001" / "model.pdparams").write_bytes(data)
     state_file = os.path.join(path, "state.json")
     state = json.load(open(state_file))
-    state["manifest"]["model.pdparams"] = {"size": len(data), "sha256": ck._sha256_file(str(evil))}
+    state["manifest"]["model.pdparams"] = {"size": len(data), "sha256": sha256_file(str(evil))}
     json.dump(state, open(state_file, "w"))
     with pytest.raises(Exception, match="builtins.exec"):
         ck.load_checkpoint(path, model=TinyNet())
@@ -269,6 +270,7 @@ sys.path.insert(0, 'tests')
 import os
 from ckpt_models import make_training, train_state
 from dist_train import checkpoint as ck
+from dist_train.checkpoint_layout import sha256_file
 model, opt, sched, scaler = make_training()
 for step in (1, 2):
     if step == 2:

@@ -5,7 +5,6 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 
 import pytest
 
@@ -125,7 +124,7 @@ def test_dry_run_prints_the_exact_launch_line(command):
 
 def test_recipes_pass_extra_args_through():
     out = dry_run("./scripts/train_ucf101_8gpu.sh amp.enabled=true --nproc 1 --cpu")
-    assert out.endswith(f"-o amp.enabled=true --resume auto")
+    assert out.endswith("-o amp.enabled=true --resume auto")
     assert "--nproc_per_node 1" in out and "--devices" not in out
 
 
