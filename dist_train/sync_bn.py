@@ -151,13 +151,15 @@ class CpuSyncBatchNorm(nn.Layer):
         self._plain_type = type(bn)
         # Reused [C] tensors and numpy views: a new Paddle tensor or view costs 10-30 us, and a
         # layer made ~10 a step (~5 ms a step for ResNet-10's 12 layers on CPU). Plain Python
-        # attributes (tuples), so the state dict keeps the keys of plain BN.
+        # attributes (tuples), so the state dict keeps the keys of plain BN. Views are only
+        # taken through _view, which checks they still alias their tensor (a deep copy of the
+        # layer copies the arrays, and Layer.to() moves tensors to new memory).
         self._views = {}  # name -> ((id, data pointer) of the tensor, numpy view)
-        self._scratch = None  # (mean, var, mean view, var view): the global statistics
+        self._scratch = None  # (mean, var): the global statistics
         # [weakref to the _GraphToken of the graph reading _scratch] (a list: Layer.__setattr__
         # costs ~10 us)
         self._scratch_graph = [None]
-        self._affine = None  # backward's per-channel (s, t, s view, t view)
+        self._affine = None  # (s, t): backward's per-channel affine map
 
     def _view(self, name: str, tensor: paddle.Tensor) -> np.ndarray:
         """numpy_view of a long-lived tensor, made again if it now holds other memory."""
@@ -169,21 +171,23 @@ class CpuSyncBatchNorm(nn.Layer):
         return cached[1]
 
     def _new_statistics(self):
-        mean, var = paddle.zeros([self._num_features]), paddle.zeros([self._num_features])
-        return mean, var, numpy_view(mean), numpy_view(var)
+        return (paddle.zeros([self._num_features], "float32"),
+                paddle.zeros([self._num_features], "float32"))
 
     def _scratch_statistics(self, needs_grad: bool):
-        """(mean, var, views, token) for this forward's global statistics. The backward of a
-        training forward reads them, so the layer's reused pair serves a new forward only once
+        """(mean, var, their views, token) for this forward's global statistics. The backward of
+        a training forward reads them, so the layer's reused pair serves a new forward only once
         the graph of the last forward using it is gone (its backward ran, or it was dropped);
         a second forward before that gets new tensors (e.g. a network applied twice a step)."""
         if self._scratch_graph[0] is not None and self._scratch_graph[0]() is not None:
-            return self._new_statistics() + (None,)
+            mean, var = self._new_statistics()
+            return mean, var, numpy_view(mean), numpy_view(var), None
         if self._scratch is None:
             self._scratch = self._new_statistics()
         token = _GraphToken() if needs_grad else None
         self._scratch_graph[0] = weakref.ref(token) if token is not None else None
-        return self._scratch + (token,)
+        mean, var = self._scratch
+        return mean, var, self._view("scratch_mean", mean), self._view("scratch_var", var), token
 
     def forward(self, x):
         if not self.training or self._use_global_stats:
@@ -207,9 +211,11 @@ class CpuSyncBatchNorm(nn.Layer):
         if needs_grad:
             if self._affine is None:
                 self._affine = self._new_statistics()
+            s, t = self._affine
+            affine = (s, t, self._view("affine_s", s), self._view("affine_t", t))
             weight, bias = _GlobalBatchGradient.apply(x32, weight, bias, mean, var, self._epsilon,
-                                                      self._data_format, count, var64,
-                                                      self._affine, token)
+                                                      self._data_format, count, var64, affine,
+                                                      token)
         y = F.batch_norm(x32, mean, var, weight=weight, bias=bias, training=False,
                          epsilon=self._epsilon, data_format=self._data_format)
         return y if y.dtype == x.dtype else paddle.cast(y, x.dtype)

@@ -8,10 +8,13 @@ guest (the hypervisor does not report it as steal time here) finishes fewer unit
 - ``cpu_rates_units_per_s``: per CPU, min / median / max over the windows;
 - ``slow_window_fraction``: per CPU, the fraction of windows below 75% of the undisturbed rate
   (the 90th percentile over every CPU's windows);
-- ``lockstep_efficiency``: sum over windows of the slowest CPU's rate / sum of the mean rate.
-  Ranks that wait for each other every step (data parallelism) move at the slowest CPU's pace,
-  one process at its own CPU's: with steady CPUs this is 1.0, and a 2-process speed-up over one
-  process is bounded by about ``2 x lockstep_efficiency`` times the memory-sharing ceiling.
+- ``lockstep_efficiency``: sum over windows of the slowest CPU's rate / sum of the mean rate,
+  over every CPU of the affinity set, all loaded at once (on a larger host, pin the probe to
+  the CPUs the ranks use: ``taskset -c 0,1 python scripts/bench_machine.py``). Ranks that wait
+  for each other every step (data parallelism) move at the slowest CPU's pace, one process at
+  its own CPU's: with steady CPUs this is 1.0, and a 2-process speed-up over one process is
+  bounded by about ``lockstep_efficiency x`` the speed-up of two processes that never wait
+  for each other (bench_train's ``two_process_ceiling*``).
 
     python scripts/bench_machine.py --seconds 20      # one JSON line
 """

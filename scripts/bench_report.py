@@ -59,7 +59,7 @@ TRAIN_ROWS = [
     ("machine_lockstep_efficiency_per_round",
      "machine: slowest CPU's pace / mean pace, probe after each round (1 = steady)", ""),
     ("machine_slow_window_fraction_per_round",
-     "machine: share of 0.25 s windows a CPU ran below 75% speed, each round", ""),
+     "machine: share of 0.25 s windows the worse CPU ran below 75% speed, each round", ""),
     ("two_process_ceiling", "machine: 2 processes without communication vs 1 (step, fixed input)", ""),
     ("step_2rank_ms.speedup_plain_bn_gloo",
      "2-rank step vs 1 process: plain BN, DataParallel's gloo all-reduce", ""),

@@ -71,12 +71,17 @@ def train_overrides(root, train_list, val_list, run_name, workers, steps, extra=
             "-o", "export.at_end=false", "-o", "train.epochs=1000"] + list(extra)
 
 
-def trainer_rate(root, run_name):
-    """(clips/s, data-wait fraction, per-window clips/s, sync-wait fraction or None) over the
-    logged windows after the first."""
+def train_rows(root, run_name):
+    """The logged training windows of a run, after the first (warm-up)."""
     with open(os.path.join(root, run_name, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f if line.strip()]
-    rows = [r for r in rows if r.get("kind") == "train"][1:]
+    return [r for r in rows if r.get("kind") == "train"][1:]
+
+
+def trainer_rate(root, run_name, until=None):
+    """(clips/s, data-wait fraction, per-window clips/s, sync-wait fraction or None) over the
+    logged windows after the first (and, with ``until``, written no later than that time)."""
+    rows = [r for r in train_rows(root, run_name) if until is None or r["time"] <= until]
     if not rows:
         raise RuntimeError(f"{run_name}: no training rows after warm-up; raise --steps")
     steps = [r["step_time"] for r in rows]
@@ -119,13 +124,19 @@ def train_cli_pair(root, lists, run_name, steps):
                 os.path.join(REPO, "configs", "demo.yaml")]
         args += train_overrides(root, *lists, f"{run_name}_{i}", 0, steps,
                                 ["-o", f"train.batch_size={share}"])
-        procs.append(subprocess.Popen(args, env=env, cwd=root, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
-    for proc in procs:
-        out = proc.communicate(timeout=600)[0]
+        output = open(os.path.join(root, f"{run_name}_{i}.out"), "w+")  # no pipe to fill up
+        procs.append((subprocess.Popen(args, env=env, cwd=root, stdout=output,
+                                       stderr=subprocess.STDOUT), output))
+    for proc, output in procs:
+        proc.wait(timeout=600)
+        output.seek(0)
+        text = output.read()
+        output.close()
         if proc.returncode != 0:
-            raise RuntimeError(f"independent trainer failed ({proc.returncode}):\n{out[-3000:]}")
-    rates = [trainer_rate(root, f"{run_name}_{i}")[0] for i in range(2)]
+            raise RuntimeError(f"independent trainer failed ({proc.returncode}):\n{text[-3000:]}")
+    # Only windows logged while both ran: the one that finishes later runs alone at the end.
+    both_ran_until = min(train_rows(root, f"{run_name}_{i}")[-1]["time"] for i in range(2))
+    rates = [trainer_rate(root, f"{run_name}_{i}", until=both_ran_until)[0] for i in range(2)]
     return sum(rates), rates
 
 
@@ -193,7 +204,7 @@ def main(argv=None):
                 max(m["slow_window_fraction"].values()) for m in machine]
             # Share of the ranks' time spent waiting for each other (trainer's sync_wait metric):
             # the 2-process runs lose this to uneven ranks, which one process never does.
-            result["sync_wait_fraction_2proc_per_round"] = [round(r[3], 4)
+            result["sync_wait_fraction_2proc_per_round"] = [None if r[3] is None else round(r[3], 4)
                                                             for r in runs["2proc"]]
             result["trainer_runs"] = {
                 k: {"clips_per_s": [round(r[0], 2) for r in v],

@@ -25,6 +25,6 @@ def test_lockstep_efficiency_is_the_slowest_cpus_share():
 def test_probe_runs_on_every_cpu_of_the_affinity_set():
     result = bench_machine.cpu_rates(seconds=1.0, window_s=0.25)
     assert result["cpus"] == sorted(os.sched_getaffinity(0))
-    for rates in result["cpu_rates_units_per_s"].values():
-        assert 0 < rates["min"] <= rates["median"] <= rates["max"]
+    for rates in result["cpu_rates_units_per_s"].values():  # (a slow fork may miss a window)
+        assert 0 <= rates["min"] <= rates["median"] <= rates["max"] and rates["median"] > 0
     assert 0 < result["lockstep_efficiency"] <= 1.0

@@ -84,9 +84,21 @@ def test_cpu_twin_reuses_its_buffers_and_stays_exact_across_steps():
         for a, b in zip(a_step, b_step):
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5, err_msg=f"step {step}")
     assert np.isfinite(got[-1][4]).all() and np.isfinite(got[-1][0]).all()
-    first_scratch = twin._scratch[0]
+    # Reused, not re-created every step: new tensors only for the second forward of step 4.
+    first_scratch, allocations = twin._scratch[0], []
+    new_statistics = twin._new_statistics
+    twin._new_statistics = lambda: allocations.append(1) or new_statistics()
     run(twin)
-    assert twin._scratch[0] is first_scratch  # reused, not re-created every step
+    assert twin._scratch[0] is first_scratch and len(allocations) == 1
+    assert twin._scratch_graph[0]() is None  # the token died with the last graph
+
+    # A deep copy (e.g. an EMA model) must not write into the original's memory or its copies.
+    import copy
+    plain_copy, twin_copy = copy.deepcopy(plain), copy.deepcopy(twin)
+    expected, got = run(plain_copy), run(twin_copy)
+    for step, (a_step, b_step) in enumerate(zip(expected, got)):
+        for a, b in zip(a_step, b_step):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5, err_msg=f"copy, step {step}")
 
 
 def test_conversion_keeps_state_dict_keys_and_reverts():
