@@ -5,8 +5,8 @@ Why: through gloo (TCP over loopback) one sync-BN call on a 129-float vector too
 here, a small sum through shared memory ~0.1 ms. For the gradients (0.9 M floats of the demo
 net) the 2-rank step ran 1.64-1.84x one process with this module's average and 1.42-1.72x with
 DataParallel's gloo all-reduce (four bench_train.py runs, step_2rank_ms; noisy VM); the whole
-2-process trainer, sync BN included, 1.47-1.58x (median round of 5-round runs, 2026-11-23;
-1.56-1.72x from the fastest round of each) against 0.91-1.13x with everything over gloo.
+2-process trainer, sync BN included, 1.43-1.58x (median round of 5-round runs, 2026-11-23;
+1.44-1.72x from the fastest round of each) against 0.91-1.13x with everything over gloo.
 
 Protocol: a file in /dev/shm holds one int64 counter per rank (own cache line) and two slots
 per rank (double buffering). Call number g: a rank writes its data into slot g % 2, then
