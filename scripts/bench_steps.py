@@ -23,10 +23,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
 
 
-def run(cmd, env_extra=None, timeout=600, cwd=None):
+def child_env(env_extra=None):
+    """The environment of a benchmark child: this one plus ``env_extra``, CPU only."""
     env = dict(os.environ, **(env_extra or {}))
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return env
+
+
+def run(cmd, env_extra=None, timeout=600, cwd=None):
+    done = subprocess.run(cmd, env=child_env(env_extra), cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n"
                            f"{done.stderr[-3000:]}")

@@ -44,7 +44,7 @@ import numpy as np
 import yaml
 
 from bench_machine import cpu_rates
-from bench_steps import PY, REPO, dp_child, run, step_child
+from bench_steps import PY, REPO, child_env, dp_child, run, step_child
 
 
 def make_demo_data(root, videos_per_class):
@@ -97,10 +97,15 @@ def spread(values):
             "max": round(max(values), 2), "n": len(values)}
 
 
+def trainer_args(root, lists, run_name, workers, steps, extra=()):
+    """dist_train/train.py and its arguments for a run of the demo config (without python)."""
+    return [os.path.join(REPO, "dist_train", "train.py"), "-c",
+            os.path.join(REPO, "configs", "demo.yaml")] + train_overrides(
+                root, *lists, run_name, workers, steps, extra)
+
+
 def train_cli(root, lists, run_name, workers, steps, nproc=1, threads=1, extra=(), env_extra=None):
-    args = [os.path.join(REPO, "dist_train", "train.py"), "-c",
-            os.path.join(REPO, "configs", "demo.yaml")]
-    args += train_overrides(root, *lists, run_name, workers, steps, extra)
+    args = trainer_args(root, lists, run_name, workers, steps, extra)
     env = dict({"OMP_NUM_THREADS": str(threads)}, **(env_extra or {}))
     if nproc == 1:
         run([PY] + args, env, cwd=root)
@@ -116,17 +121,13 @@ def train_cli_pair(root, lists, run_name, steps):
     other. Returns (their clips/s summed, per-trainer clips/s)."""
     with open(os.path.join(REPO, "configs", "demo.yaml"), encoding="utf-8") as f:
         share = yaml.safe_load(f)["train"]["batch_size"] // 2
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop("CUDA_VISIBLE_DEVICES", None)
     procs = []
     for i in range(2):
-        args = [PY, os.path.join(REPO, "dist_train", "train.py"), "-c",
-                os.path.join(REPO, "configs", "demo.yaml")]
-        args += train_overrides(root, *lists, f"{run_name}_{i}", 0, steps,
-                                ["-o", f"train.batch_size={share}"])
+        args = [PY] + trainer_args(root, lists, f"{run_name}_{i}", 0, steps,
+                                   ["-o", f"train.batch_size={share}"])
         output = open(os.path.join(root, f"{run_name}_{i}.out"), "w+")  # no pipe to fill up
-        procs.append((subprocess.Popen(args, env=env, cwd=root, stdout=output,
-                                       stderr=subprocess.STDOUT), output))
+        procs.append((subprocess.Popen(args, env=child_env({"OMP_NUM_THREADS": "1"}), cwd=root,
+                                       stdout=output, stderr=subprocess.STDOUT), output))
     for proc, output in procs:
         proc.wait(timeout=600)
         output.seek(0)
