@@ -6,7 +6,7 @@ DST/extract_report.json; the exit code is 1 when any video failed.
 import argparse
 import sys
 
-from dist_train.data.extract import extract_all
+from dist_train.data.prepare.extract import extract_all
 
 
 def main(argv=None):

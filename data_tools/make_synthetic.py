@@ -1,4 +1,4 @@
-"""Write the synthetic motion dataset in the UCF-101 layout (see dist_train/data/synthetic.py).
+"""Write the synthetic motion dataset in the UCF-101 layout (see dist_train/data/prepare/synthetic.py).
 
 The defaults write the demo dataset of configs/demo.yaml (4 classes x 300 videos, 64x80).
 """
@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from dist_train.data.synthetic import make_synthetic
+from dist_train.data.prepare.synthetic import make_synthetic
 
 
 def main(argv=None):

@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from dist_train.data.lists import read_list
-from dist_train.data.store_pack import pack_store, print_summary, verify_store
+from dist_train.data.prepare.pack_store import pack_store, print_summary, verify_store
 
 
 def main(argv=None):

@@ -3,7 +3,7 @@ import argparse
 import sys
 
 from dist_train.data.lists import DataError
-from dist_train.data.verify import verify_dataset
+from dist_train.data.prepare.verify import verify_dataset
 
 
 def main(argv=None):

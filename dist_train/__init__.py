@@ -3,4 +3,4 @@
 __version__ = "0.1.0"
 
 # Loads zlib before Paddle (Paddle 2.6 crashes PNG I/O otherwise): see compat's docstring.
-from . import compat  # noqa: E402,F401
+from dist_train import compat  # noqa: E402,F401

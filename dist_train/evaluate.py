@@ -8,8 +8,15 @@ confusion_matrix.csv/.png and video_probs.npz (or into --out-dir).
 """
 from __future__ import annotations
 
-import argparse
+import os
 import sys
+
+# `python dist_train/evaluate.py` puts dist_train/ first on sys.path, where our subpackages (data,
+# models, dist, ...) would shadow installed top-level modules of the same names.
+if sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
+
+import argparse
 
 
 def parse_args(argv=None):
@@ -28,7 +35,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import paddle
 
-    from dist_train import cpu_memory, dist, videoeval
+    from dist_train import cpu_memory, dist
+    from dist_train.evaluation import video_level
     from dist_train.checkpoint import CheckpointError
     from dist_train.config import ConfigError, load_config
     from dist_train.data.lists import DataError
@@ -46,8 +54,8 @@ def main(argv=None) -> int:
     if cfg["train.cpu_keep_freed_memory"] and not paddle.device.get_device().startswith("gpu"):
         log.info(cpu_memory.keep_freed_memory())
     try:
-        report = videoeval.evaluate_videos(cfg, args.weights, args.out_dir)
-    except (CheckpointError, DataError, videoeval.EvalDataError) as e:
+        report = video_level.evaluate_videos(cfg, args.weights, args.out_dir)
+    except (CheckpointError, DataError, video_level.EvalDataError) as e:
         print(f"error (rank {dist.get_rank()}): {e}", file=sys.stderr)
         return 2
     if dist.is_main_process():

@@ -7,8 +7,15 @@ DIR/meta.json (class names, clip sampling, normalisation, versions).
 """
 from __future__ import annotations
 
-import argparse
+import os
 import sys
+
+# `python dist_train/export.py` puts dist_train/ first on sys.path, where our subpackages (data,
+# models, dist, ...) would shadow installed top-level modules of the same names.
+if sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
+
+import argparse
 
 
 def parse_args(argv=None):
@@ -35,7 +42,7 @@ def main(argv=None) -> int:
         return 2
     if (args.format or cfg["export.format"]) == "legacy":
         compat.request_legacy_program_format()  # before Paddle is imported below
-    from dist_train.export_lib import export_model, read_meta
+    from dist_train.deploy.export import export_model, read_meta
 
     from dist_train.checkpoint import CheckpointError
     from dist_train.data.lists import DataError

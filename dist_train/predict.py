@@ -10,9 +10,16 @@ if any video failed.
 """
 from __future__ import annotations
 
+import os
+import sys
+
+# `python dist_train/predict.py` puts dist_train/ first on sys.path, where our subpackages (data,
+# models, dist, ...) would shadow installed top-level modules of the same names.
+if sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
+
 import argparse
 import json
-import sys
 
 
 def parse_args(argv=None):
@@ -29,11 +36,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from dist_train import predict_lib
+    from dist_train.deploy import predict as deploy_predict
 
     try:
-        paths = predict_lib.find_videos(args.video)
-        model = predict_lib.InferenceModel(args.model, args.device, args.threads)
+        paths = deploy_predict.find_videos(args.video)
+        model = deploy_predict.InferenceModel(args.model, args.device, args.threads)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -54,7 +61,7 @@ def main(argv=None) -> int:
         # The reader's message starts with the path of the video.
         print(f"[{i + 1}/{total}] ERROR {message}", file=sys.stderr, flush=True)
 
-    run = predict_lib.predict_videos(model, paths, args.topk, args.batch_size, on_result, on_error)
+    run = deploy_predict.predict_videos(model, paths, args.topk, args.batch_size, on_result, on_error)
     if run.failures:
         print(f"{len(run.failures)} of {total} videos failed: "
               + ", ".join(path for path, _ in run.failures), file=sys.stderr)

@@ -12,10 +12,10 @@ from importlib import metadata
 
 import yaml
 
-from . import __version__
+from dist_train import __version__
 # atomic_write_text is re-exported under its old import path (metrics.py, preempt.py, train.py).
-from .atomic import atomic_write_text
-from .config import Config, ConfigError, config_from_dict, diff_configs
+from dist_train.atomic import atomic_write_text
+from dist_train.config import Config, ConfigError, config_from_dict, diff_configs
 
 CONFIG_FILE = "config.yaml"
 RUN_INFO_FILE = "run_info.json"

@@ -13,41 +13,31 @@ step, run directory ``<run.dir>-debug``.
 
 SIGTERM/SIGINT: the ranks agree (one all-reduce per step) to stop after the same step, save a
 checkpoint there, shut the loaders down, rank 0 writes ``<run.dir>/PREEMPTED``, and every rank
-exits with preempt.PREEMPTED_EXIT_CODE (75); see dist_train/preempt.py.
+exits with preempt.PREEMPTED_EXIT_CODE (75); see dist_train/training/preempt.py.
 ``DIST_TRAIN_SAMPLE_LOG=1`` (tests): each rank appends, per global step, the dataset keys of
 its share of the batch (the loaders yield the sampler's batches in order) to
 ``<run.dir>/samples.rank<R>.jsonl``; a resume cuts the file back to the checkpoint's step.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import random
 import sys
-import types
 
-import numpy as np
+# `python dist_train/train.py` puts dist_train/ first on sys.path, where our subpackages (data,
+# models, dist, ...) would shadow installed top-level modules of the same names.
+if sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
 
-import dist_train  # noqa: F401  (first: loads zlib before Paddle 2.6 can shadow it, see compat.py)
-import paddle
+import argparse  # noqa: E402
 
-from dist_train import checkpoint, cpu_memory, dist, engine, host_allreduce, optim, preempt, sync_bn
-from dist_train.config import ConfigError, load_config
-from dist_train.data import factory
-from dist_train.data.lists import DataError
-from dist_train.data.readers import BadSampleError
-from dist_train.data.transforms import CropSizeError
-from dist_train.data.loader import make_loader
-from dist_train.data.sampler import EvalBatchSampler, GlobalBatchSampler
-from dist_train.logs import get_logger, setup_logging
-from dist_train.metrics import MetricsLog, truncate_metrics
-from dist_train.models import Preprocess, build_model, finetune
-from dist_train.rundir import atomic_write_text, prepare_run_dir
-from dist_train.models.from_config import EvalModel, network_options, normalization
-
-DEBUG_TRAIN_BATCHES, DEBUG_VAL_VIDEOS, DEBUG_MAX_EPOCHS = 3, 8, 2
-SAMPLE_LOG_ENV = "DIST_TRAIN_SAMPLE_LOG"
+import dist_train  # noqa: E402,F401  (first: loads zlib before Paddle 2.6 can shadow it, see compat.py)
+from dist_train import checkpoint  # noqa: E402
+from dist_train.config import ConfigError  # noqa: E402
+from dist_train.data.lists import DataError  # noqa: E402
+from dist_train.data.readers import BadSampleError  # noqa: E402
+from dist_train.data.transforms import CropSizeError  # noqa: E402
+from dist_train.deploy.export import export_at_end  # noqa: E402
+from dist_train.training.loop import train  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -65,303 +55,15 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def debug_config(cfg):
-    if dist.launched_world_size() > 1:
-        raise ConfigError("--debug runs one process: start train.py directly, not under the launcher")
-    return cfg.replace(**{"data.num_workers": 0, "train.nan_check": True, "log.every_steps": 1,
-                          "train.epochs": min(cfg["train.epochs"], DEBUG_MAX_EPOCHS),
-                          "run.dir": cfg["run.dir"].rstrip("/") + "-debug"})
-
-
-def check_batch(cfg, world: int) -> None:
-    unit = world * cfg["train.accum_steps"]
-    if cfg["train.accum_steps"] < 1 or cfg["train.batch_size"] % unit:
-        raise ConfigError(
-            f"train.batch_size {cfg['train.batch_size']} must be divisible by world size {world} x "
-            f"train.accum_steps {cfg['train.accum_steps']} = {unit}; e.g. use "
-            f"{max(unit, cfg['train.batch_size'] // unit * unit)}")
-
-
-def prepare_run(cfg, accept_change: bool) -> None:
-    """Rank 0 creates the run directory; its error (if any) is raised on every rank."""
-    error = None
-    if dist.is_main_process():
-        try:
-            prepare_run_dir(cfg, accept_change)
-        except Exception as e:  # every rank must hear of it, or they would wait for rank 0
-            error = str(e) if isinstance(e, (ConfigError, OSError)) else f"{type(e).__name__}: {e}"
-    dist.barrier("prepare-run-dir", timeout_s=300)
-    error = dist.broadcast_object(error)
-    if error is not None:
-        raise ConfigError(error)
-
-
-class SampleLog:
-    """Per-rank jsonl of the dataset keys each global step consumed (tests compare runs)."""
-
-    def __init__(self, run_dir: str, rank: int, resumed_step: int):
-        self.path = os.path.join(run_dir, f"samples.rank{rank}.jsonl")
-        kept = ""
-        if os.path.exists(self.path):  # cut back to the checkpoint, as metrics.jsonl is
-            with open(self.path, encoding="utf-8") as f:
-                kept = "".join(line for line in f
-                               if line.strip() and json.loads(line)["global_step"] <= resumed_step)
-        atomic_write_text(self.path, kept)
-        self.file = open(self.path, "a", encoding="utf-8")
-
-    def write(self, sampler, epoch: int, step: int, global_step: int) -> None:
-        keys = sampler.rank_slice(sampler.global_batch(step))
-        self.file.write(json.dumps({"global_step": global_step, "epoch": epoch, "step": step,
-                                    "indices": [int(i) for i in keys]}) + "\n")
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def build_loaders(cfg, rank: int, world: int, debug: bool):
-    workers = cfg["data.num_workers"]
-    train_ds = factory.build_train_dataset(cfg)
-    num_train = len(train_ds)
-    if debug:
-        num_train = min(num_train, DEBUG_TRAIN_BATCHES * cfg["train.batch_size"])
-    sampler = GlobalBatchSampler(num_train, cfg["train.batch_size"], rank, world, cfg["train.seed"])
-    train_loader = make_loader(train_ds, sampler, workers, cfg["data.loader"])
-    val_loader = None
-    if cfg["val.every_epochs"] > 0:
-        val_ds = factory.build_eval_dataset(cfg, "val")
-        shardable = val_ds
-        if debug:  # the first videos only; EvalBatchSampler needs just video_clip_ranges
-            shardable = types.SimpleNamespace(video_clip_ranges=val_ds.video_clip_ranges[:DEBUG_VAL_VIDEOS])
-        val_sampler = EvalBatchSampler(shardable, cfg["val.batch_size"], rank, world)
-        val_loader = make_loader(val_ds, val_sampler, workers, cfg["data.loader"])
-    return sampler, train_loader, val_loader
-
-
-def build_network(cfg, world: int, on_gpu: bool, weights: str | None):
-    """The network (seeded, identical on every rank), initial weights, fine-tuning, sync BN."""
-    log = get_logger()
-    paddle.seed(cfg["train.seed"])
-    network = build_model(cfg["model.name"], cfg["model.num_classes"], **network_options(cfg))
-    if weights:
-        report = checkpoint.load_weights(weights, network)
-        log.info(f"initial weights from {weights}: {len(report.get('loaded', []))} tensors"
-                 + (", new classifier head" if report.get("new_head") else ""))
-    if cfg["model.ft_begin_module"]:
-        finetune.set_ft_begin_module(network, cfg["model.ft_begin_module"])
-    if cfg["model.freeze_bn"]:
-        log.info(f"frozen BatchNorm layers: {finetune.freeze_bn(network)}")
-    elif cfg["model.sync_bn"]:
-        network, _ = sync_bn.convert_sync_batchnorm(network, world, on_gpu)
-    return network
-
-
-def compile_model(model):
-    """paddle.jit.to_static with graph breaks allowed (the CPU sync BN's collectives run eagerly).
-    Parameters and state-dict keys stay those of the eager layer. Measured on the demo (CPU,
-    Paddle 3.3.1): same losses as eager, same speed with plain BN (3D convolutions dominate),
-    slower with the CPU sync BN twin; hence off by default."""
-    get_logger().info("train.compile: paddle.jit.to_static(full_graph=False) on the training model")
-    return paddle.jit.to_static(model, full_graph=False)
-
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        return train(args)
+        return train(args, at_end=export_at_end)
     except (ConfigError, checkpoint.CheckpointError, DataError, BadSampleError, CropSizeError) as e:
         # Input problems: the message names the file/key and the fix; a traceback adds nothing.
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
-
-
-def train(args) -> int:
-    cfg = load_config(args.config, args.overrides)
-    preempt.install_handlers()  # before any loader worker is forked
-    dist.init()
-    if args.debug:
-        cfg = debug_config(cfg)
-    rank, world = dist.get_rank(), dist.get_world_size()
-    on_gpu = paddle.device.get_device().startswith("gpu")
-    check_batch(cfg, world)
-    prepare_run(cfg, args.accept_config_change)
-    run_dir = cfg["run.dir"]
-    if rank == 0:
-        preempt.clear_marker(run_dir)
-    log = setup_logging(run_dir, rank)
-    log.info(f"rank {rank}/{world} on {paddle.device.get_device()}, Paddle {paddle.__version__}, "
-             f"run dir {run_dir}")
-    if cfg["train.cpu_keep_freed_memory"] and not on_gpu:
-        log.info(cpu_memory.keep_freed_memory())  # before loader workers fork: they inherit it
-    if cfg["train.deterministic"] and on_gpu:
-        paddle.set_flags({"FLAGS_cudnn_deterministic": True})
-    random.seed(cfg["train.seed"])
-    np.random.seed(cfg["train.seed"])
-
-    sampler, train_loader, val_loader = build_loaders(cfg, rank, world, args.debug)
-    steps_per_epoch = sampler.steps_per_epoch
-    resume_path = checkpoint.resolve_resume(run_dir, args.resume)
-    weights = None if resume_path else (args.weights or cfg["model.pretrained"])
-    network = build_network(cfg, world, on_gpu, weights)
-    amp = engine.amp_settings(cfg, on_gpu)
-    # The parameter groups (pretrained lr multiplier) must not depend on whether this is a resume.
-    has_pretrained = bool(args.weights or cfg["model.pretrained"])
-    optimizer = optim.build_optimizer(cfg, network, has_pretrained,
-                                      multi_precision=amp["enabled"] and amp["level"] == "O2")
-    if amp["enabled"] and amp["level"] == "O2":
-        network, optimizer = paddle.amp.decorate(models=network, optimizers=optimizer, level="O2",
-                                                 dtype=amp["dtype"], master_weight=True,
-                                                 save_dtype="float32")
-    scaler = engine.make_scaler(amp, cfg["amp.init_loss_scale"])
-    norm = normalization(cfg)
-    train_model = EvalModel(Preprocess(norm["mean"], norm["std"], cfg["model.data_format"]), network)
-    if cfg["train.compile"]:
-        train_model = compile_model(train_model)
-    model = dist.wrap_model(train_model)  # DataParallel broadcasts rank 0's weights
-    schedule = optim.LRSchedule.from_config(cfg, steps_per_epoch)
-    state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_metric": None,
-             "best_epoch": None, "scheduler": schedule.state_dict(), "finished": False}
-    if resume_path:
-        state.update(checkpoint.load_checkpoint(resume_path, model=network, optimizer=optimizer,
-                                                scaler=scaler))
-        schedule.load_state_dict(state["scheduler"])
-        if rank == 0:
-            removed = truncate_metrics(run_dir, state["global_step"], state["epoch"])
-            log.info(f"resumed at epoch {state['epoch']} step {state['step_in_epoch']} (global "
-                     f"step {state['global_step']}); {removed} metrics rows after it removed")
-    if state["finished"]:
-        log.info("the run is already finished (nothing to do); use another run.dir to train again")
-        return 0
-
-    preempt.arm_kill_hook(optimizer, rank, lambda: state["global_step"] + 1)  # tests only
-    metrics = MetricsLog(run_dir, rank == 0, cfg["log.visualdl"])
-    samples = SampleLog(run_dir, rank, state["global_step"]) if os.environ.get(SAMPLE_LOG_ENV) else None
-    stop = None
-    try:
-        train_loop(cfg, state, model, train_model, network, optimizer, scaler, schedule, sampler,
-                   train_loader, val_loader, amp, metrics, on_gpu, samples)
-    except preempt.Preempted as e:
-        stop = e
-    finally:
-        metrics.close()
-        if samples is not None:
-            samples.close()
-        for loader in (train_loader, val_loader):
-            if hasattr(loader, "close"):  # the shared-memory loader's persistent workers
-                loader.close()
-    if stop is not None:
-        if rank == 0:
-            preempt.write_marker(run_dir, stop)
-        dist.barrier("preempted", timeout_s=20)  # nobody exits before the marker exists
-        log.info(f"{stop}; exit code {preempt.PREEMPTED_EXIT_CODE}")
-        return preempt.PREEMPTED_EXIT_CODE
-    if cfg["export.at_end"]:
-        export_at_end(cfg, run_dir)
-    return 0
-
-
-def train_loop(cfg, state, model, train_model, network, optimizer, scaler, schedule, sampler,
-               train_loader, val_loader, amp, metrics, on_gpu, samples=None) -> None:
-    log = get_logger()
-    run_dir, epochs = cfg["run.dir"], cfg["train.epochs"]
-    spe = sampler.steps_per_epoch
-    max_steps = cfg["train.max_steps"]
-    total_steps = min(epochs * spe, max_steps or epochs * spe)
-    params = optim.trainable_parameters(optimizer)
-    named_params = [(n, p) for n, p in network.named_parameters() if not p.stop_gradient]
-    log.info(f"{epochs} epochs x {spe} steps, global batch {cfg['train.batch_size']} = "
-             f"{dist.get_world_size()} ranks x {cfg['train.accum_steps']} micro-steps x "
-             f"{cfg['train.batch_size'] // dist.get_world_size() // cfg['train.accum_steps']} clips; "
-             f"{len(params)} trainable tensors")
-    # Collective (every rank, here): CPU ranks on one host average gradients in shared memory.
-    names = {id(p): n for n, p in named_params}
-    average_gradients = None if on_gpu else host_allreduce.gradient_average(
-        params, [names.get(id(p), p.name) for p in params])
-
-    def save(is_best=False):
-        state["scheduler"] = schedule.state_dict()
-        return checkpoint.save_checkpoint(
-            run_dir, checkpoint.step_tag(state["global_step"]), model=network, optimizer=optimizer,
-            scaler=scaler, train_state=state, cfg=cfg, keep_last=cfg["ckpt.keep_last"],
-            is_best=is_best)
-
-    def after_step(global_step, next_step):
-        state.update(step_in_epoch=next_step, global_step=global_step)
-        if samples is not None:
-            samples.write(sampler, state["epoch"], next_step - 1, global_step)
-        path = None
-        if cfg["ckpt.every_steps"] and global_step % cfg["ckpt.every_steps"] == 0:
-            path = save()
-        if preempt.agree_to_stop():  # collective: every rank stops after this same step
-            raise preempt.Preempted(global_step, path or save())
-        return max_steps is not None and global_step >= max_steps
-
-    for epoch in range(state["epoch"], epochs):
-        state["epoch"] = epoch
-        sampler.set_epoch(epoch, state["step_in_epoch"])
-        global_step, stats, stopped = engine.train_one_epoch(
-            model, optimizer, scaler, train_loader, schedule, epoch=epoch,
-            start_step=state["step_in_epoch"], steps_per_epoch=spe, global_step=state["global_step"],
-            total_steps=total_steps, accum_steps=cfg["train.accum_steps"], amp=amp,
-            clip_norm=cfg["optim.clip_grad_norm"], nan_check=cfg["train.nan_check"],
-            log_every=cfg["log.every_steps"], metrics=metrics, params=params,
-            named_params=named_params, on_gpu=on_gpu, after_step=after_step,
-            average_gradients=average_gradients)
-        finished = stopped or epoch + 1 == epochs
-        every_val = cfg["val.every_epochs"]
-        row = {"kind": "epoch", "epoch": epoch, "global_step": global_step, "loss": stats["loss"],
-               "top1": stats["top1"], "lr": schedule.lr_at(max(0, global_step - 1))}
-        is_best = False
-        if val_loader is not None and every_val and ((epoch + 1) % every_val == 0 or finished):
-            val = engine.validate(train_model, val_loader, amp)
-            schedule.on_validation(val["val_loss"])
-            is_best = bool(state["best_metric"] is None or val["val_top1"] > state["best_metric"])
-            if is_best:
-                state["best_metric"], state["best_epoch"] = val["val_top1"], epoch
-            row.update(val, is_best=is_best)
-        if cfg["data.skip_bad_samples"]:
-            row["bad_samples"] = int(dist.all_reduce_sum(train_loader.dataset.reset_bad_sample_count()))
-        metrics.write(row)
-        log.info(f"epoch {epoch} done: train loss {stats['loss']:.4f} top1 {100 * stats['top1']:.1f}%"
-                 + (f", val loss {row['val_loss']:.4f} clip top1 {100 * row['val_top1']:.1f}% on "
-                    f"{row['val_clips']} clips{' (best)' if is_best else ''}" if "val_loss" in row else ""))
-        if not stopped:
-            state.update(epoch=epoch + 1, step_in_epoch=0)
-        state.update(global_step=global_step, finished=finished)
-        every_ckpt = cfg["ckpt.every_epochs"]
-        if finished or is_best or (every_ckpt and (epoch + 1) % every_ckpt == 0):
-            save(is_best)
-        if finished:
-            break
-    log.info(f"training finished at global step {state['global_step']}; best val clip top1 "
-             f"{state['best_metric']} (epoch {state['best_epoch']})")
-
-
-def export_at_end(cfg, run_dir: str) -> None:
-    """Rank 0 exports the best checkpoint (else the latest) to <run.dir>/export."""
-    error = None
-    if dist.is_main_process():
-        root = checkpoint.checkpoints_dir(run_dir)
-        try:
-            from dist_train.export_lib import export_model
-
-            weights = None
-            for pointer in (checkpoint.BEST_FILE, checkpoint.LATEST_FILE):
-                path = os.path.join(root, pointer)
-                if os.path.exists(path):
-                    with open(path, encoding="utf-8") as f:
-                        weights = os.path.join(root, f.read().strip())
-                    break
-            if weights is None:
-                raise FileNotFoundError(f"no best or latest checkpoint in {root} to export")
-            out = export_model(cfg, weights, os.path.join(run_dir, "export"))
-            get_logger().info(f"exported {weights} to {out}")
-        except Exception as e:  # reported on every rank below
-            error = f"export at end failed: {type(e).__name__}: {e}"
-    dist.barrier("export-at-end", timeout_s=1800)
-    error = dist.broadcast_object(error)
-    if error is not None:
-        raise RuntimeError(error)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from dist_train import dist, engine, sync_bn
+from dist_train import dist
+from dist_train.training import engine
+from dist_train.dist import sync_bn
 from dist_train.models import build_model
 
 TINY = {"width_mult": 0.25}

@@ -12,7 +12,9 @@ import sys
 import numpy as np
 import paddle
 
-from dist_train import dist, engine, host_allreduce, optim
+from dist_train import dist
+from dist_train.training import engine, optim
+from dist_train.dist import host_allreduce
 from dist_train.config import load_config
 from dist_train.models import build_model, finetune
 

@@ -14,7 +14,8 @@ import numpy as np
 import dist_train  # noqa: F401  (before paddle, see compat.py)
 import paddle
 
-from dist_train import dist, host_allreduce
+from dist_train import dist
+from dist_train.dist import host_allreduce
 
 
 def gradient_average(reducer, rank):

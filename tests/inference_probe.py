@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from dist_train.predict_lib import InferenceModel
+from dist_train.deploy.predict import InferenceModel
 
 
 def main(argv):

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import paddle
 
-from dist_train import preempt
+from dist_train.training import preempt
 from dist_train.data.workers import protect_worker, worker_init_fn
 
 

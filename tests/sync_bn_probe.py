@@ -11,7 +11,8 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from dist_train import dist, sync_bn
+from dist_train import dist
+from dist_train.dist import sync_bn
 
 
 def make_batch():

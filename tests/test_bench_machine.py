@@ -1,4 +1,4 @@
-"""scripts/bench_machine.py: the CPU-steadiness probe behind the 2-process benchmark figures."""
+"""benchmarks/bench_machine.py: the CPU-steadiness probe behind the 2-process benchmark figures."""
 import os
 import sys
 
@@ -7,7 +7,7 @@ import pytest
 
 from helpers import REPO
 
-sys.path.insert(0, os.path.join(REPO, "scripts"))
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import bench_machine  # noqa: E402
 
 

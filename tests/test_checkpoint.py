@@ -12,7 +12,7 @@ import pytest
 
 from ckpt_models import (TinyNet, accumulators, make_training, train_state, train_step, weights)
 from dist_train import checkpoint as ck
-from dist_train.checkpoint_layout import sha256_file
+from dist_train.checkpoint.layout import sha256_file
 from dist_train import compat
 from helpers import run_cli
 
@@ -270,7 +270,7 @@ sys.path.insert(0, 'tests')
 import os
 from ckpt_models import make_training, train_state
 from dist_train import checkpoint as ck
-from dist_train.checkpoint_layout import sha256_file
+from dist_train.checkpoint.layout import sha256_file
 model, opt, sched, scaler = make_training()
 for step in (1, 2):
     if step == 2:

@@ -11,7 +11,7 @@ import pytest
 
 from ckpt_models import make_training, train_state, train_step, weights
 from dist_train import checkpoint as ck
-from dist_train.rng_state import restore_rng_state
+from dist_train.checkpoint.rng_state import restore_rng_state
 from helpers import launch
 
 pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)

@@ -46,7 +46,7 @@ def versions():
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
     from dist_train.config import load_config
-    from dist_train.export_lib import export_model
+    from dist_train.deploy.export import export_model
 
     base = str(tmp_path_factory.mktemp("xexport"))
     fixture = make_fixture(base)

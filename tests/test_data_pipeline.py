@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from dist_train.data import factory
-from dist_train.data.extract import extract_all
+from dist_train.data.prepare.extract import extract_all
 from dist_train.data.lists import (DataError, build_split_lists, read_class_ind, read_list,
                                    write_list)
-from dist_train.data.synthetic import make_synthetic
-from dist_train.data.verify import verify_dataset
+from dist_train.data.prepare.synthetic import make_synthetic
+from dist_train.data.prepare.verify import verify_dataset
 
 from data_helpers import stamped_frame, write_avi, write_frame_folder
 

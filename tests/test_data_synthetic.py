@@ -6,7 +6,7 @@ import cv2
 
 from dist_train.data.lists import read_class_ind, read_ucf_split
 from dist_train.data.readers import decode_video
-from dist_train.data.synthetic import make_synthetic
+from dist_train.data.prepare.synthetic import make_synthetic
 
 pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)
 

@@ -2,7 +2,7 @@
 import pytest
 
 from dist_train.data.lists import DataError, read_list, read_list_numbered
-from dist_train.data.verify import verify_dataset
+from dist_train.data.prepare.verify import verify_dataset
 
 from data_helpers import stamped_frame, write_frame_folder
 

@@ -22,7 +22,7 @@ def fx(tmp_path_factory):
     base = str(tmp_path_factory.mktemp("export"))
     fixture = make_fixture(base)
     from dist_train.config import load_config
-    from dist_train.export_lib import export_model
+    from dist_train.deploy.export import export_model
 
     cfg = load_config(fixture["config"])
     fixture["cfg"] = cfg
@@ -36,7 +36,7 @@ def fx(tmp_path_factory):
 def test_exported_model_matches_eager_at_two_batch_sizes(fx, tmp_path, fmt):
     import paddle
 
-    from dist_train.videoeval import load_eval_model
+    from dist_train.evaluation.video_level import load_eval_model
 
     model_dir = fx[fmt]
     assert {"meta.json", PROGRAM[fmt], "model.pdiparams"} <= set(os.listdir(model_dir))
@@ -56,7 +56,7 @@ def test_exported_model_matches_eager_at_two_batch_sizes(fx, tmp_path, fmt):
 
 
 def test_meta_json_describes_the_input(fx):
-    from dist_train.export_lib import read_meta
+    from dist_train.deploy.export import read_meta
 
     meta = read_meta(fx[FORMATS[-1]])
     assert meta["class_names"] == CLASSES
@@ -76,7 +76,7 @@ def test_meta_json_records_the_eval_short_side(fx):
     """CONTRACTS (export): meta.json records the short side the source frames are resized to
     before cropping, i.e. data.eval_short_side, or crop_size when it is null."""
     from dist_train.config import load_config
-    from dist_train.export_lib import build_meta
+    from dist_train.deploy.export import build_meta
 
     for value, recorded in (("48", 48), ("null", 32)):
         cfg = load_config(fx["config"], overrides=[f"data.eval_short_side={value}"])

@@ -1,11 +1,11 @@
-"""Shared-memory all-reduce (dist_train/host_allreduce.py) on 2 ranks: the CPU sync BN's small
+"""Shared-memory all-reduce (dist_train/dist/host_allreduce.py) on 2 ranks: the CPU sync BN's small
 sums, and the gradient average of CPU data parallelism."""
 import json
 import os
 
 import pytest
 
-from dist_train import host_allreduce
+from dist_train.dist import host_allreduce
 from helpers import launch
 
 pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)

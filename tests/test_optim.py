@@ -5,7 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
-from dist_train import optim
+from dist_train.training import optim
 from dist_train.config import load_config
 
 pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)

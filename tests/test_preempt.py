@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from dist_train import preempt
+from dist_train.training import preempt
 from helpers import PYTHON, REPO
 from helpers import child_env
 

@@ -16,7 +16,7 @@ import numpy as np
 import psutil
 import pytest
 
-from dist_train.preempt import PREEMPTED_EXIT_CODE
+from dist_train.training.preempt import PREEMPTED_EXIT_CODE
 from helpers import REPO, launch, run_cli, worker_logs
 from resume_helpers import (assert_bitwise_equal_weights, assert_no_tagged_processes,
                             latest_tag, max_weight_difference, sample_ids, tagged_env,

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from dist_train.data.datasets import EvalClipDataset, TrainClipDataset
-from dist_train.data.extract import extract_video, find_videos
+from dist_train.data.prepare.extract import extract_video, find_videos
 from dist_train.data.lists import ListEntry
 from dist_train.data.readers import BadSampleError, FrameFolderReader, VideoReader
 from dist_train.data.store import PackedStoreReader, StoreError, evict_from_page_cache
-from dist_train.data.store_pack import free_space_problems, pack_store, verify_store
-from dist_train.data.synthetic import make_synthetic
+from dist_train.data.prepare.pack_store import free_space_problems, pack_store, verify_store
+from dist_train.data.prepare.synthetic import make_synthetic
 from dist_train.data.transforms import CropSizeError
 
 import data_tools.pack_clips as pack_cli

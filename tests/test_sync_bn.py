@@ -6,7 +6,7 @@ import paddle
 import paddle.nn as nn
 import pytest
 
-from dist_train import sync_bn
+from dist_train.dist import sync_bn
 from helpers import launch, run_cli
 
 pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import paddle
 
-from dist_train import engine
+from dist_train.training import engine
 from helpers import launch, run_cli
 
 

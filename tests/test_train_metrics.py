@@ -2,7 +2,7 @@
 import json
 import os
 
-from dist_train.metrics import MetricsLog, read_metrics, truncate_metrics
+from dist_train.training.metrics import MetricsLog, read_metrics, truncate_metrics
 
 
 def test_truncate_keeps_rows_up_to_the_checkpoint(tmp_path):

@@ -31,7 +31,7 @@ def _eval_files(out_dir):
 
 
 def test_build_report_metrics_by_hand():
-    from dist_train.videoeval import build_report
+    from dist_train.evaluation.video_level import build_report
 
     names = [f"c{i}" for i in range(6)]
     probs = np.full((4, 6), 0.01)
@@ -56,7 +56,7 @@ def test_build_report_metrics_by_hand():
 
 def test_class_names_come_from_the_lists(fx, tmp_path):
     from dist_train.data.lists import DataError
-    from dist_train.videoeval import class_names
+    from dist_train.evaluation.video_level import class_names
 
     assert class_names(_cfg(fx)) == CLASSES
     assert class_names(_cfg(fx, **{"model.num_classes": 4}))[3] == "class_3"
@@ -71,7 +71,7 @@ def test_protocol_matches_a_direct_computation(fx, tmp_path):
     import cv2
     import paddle
 
-    from dist_train.videoeval import evaluate_videos, load_eval_model, softmax
+    from dist_train.evaluation.video_level import evaluate_videos, load_eval_model, softmax
 
     cfg = _cfg(fx)
     report = evaluate_videos(cfg, fx["weights"], str(tmp_path / "eval"))
@@ -128,7 +128,7 @@ def test_two_ranks_equal_one_rank(fx, tmp_path):
 
 
 def test_three_crops_and_checkpoint_dir(fx, tmp_path):
-    from dist_train.videoeval import evaluate_videos
+    from dist_train.evaluation.video_level import evaluate_videos
 
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
@@ -143,7 +143,7 @@ def test_wrong_weights_are_refused(fx, tmp_path):
     import paddle
 
     from dist_train.checkpoint import CheckpointError
-    from dist_train.videoeval import build_eval_model, load_eval_model
+    from dist_train.evaluation.video_level import build_eval_model, load_eval_model
 
     other = build_eval_model(_cfg(fx, **{"model.num_classes": 5})).network
     path = str(tmp_path / "five.pdparams")
@@ -180,7 +180,7 @@ def test_unreadable_video_on_one_rank_stops_every_rank_cleanly(fx, tmp_path):
 
 
 def test_unreadable_video_in_a_loader_worker_names_the_file(fx, tmp_path):
-    from dist_train.videoeval import EvalDataError, evaluate_videos
+    from dist_train.evaluation.video_level import EvalDataError, evaluate_videos
 
     cfg = _cfg(fx, **_list_with_broken_video(fx, tmp_path), **{"data.num_workers": 1})
     with pytest.raises(EvalDataError, match="v_broken.avi: OpenCV cannot open"):
@@ -188,7 +188,7 @@ def test_unreadable_video_in_a_loader_worker_names_the_file(fx, tmp_path):
 
 
 def test_evaluate_model_uses_eval_mode_and_restores_the_callers_mode(fx, tmp_path):
-    from dist_train.videoeval import evaluate_model, load_eval_model
+    from dist_train.evaluation.video_level import evaluate_model, load_eval_model
 
     model = load_eval_model(_cfg(fx), fx["weights"])
     reference = evaluate_model(_cfg(fx), model, str(tmp_path / "a"))

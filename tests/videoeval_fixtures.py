@@ -61,7 +61,7 @@ def make_fixture(base):
     import paddle
 
     from dist_train.config import config_from_dict
-    from dist_train.videoeval import build_eval_model
+    from dist_train.evaluation.video_level import build_eval_model
 
     rng = np.random.default_rng(7)
     root = os.path.join(base, "videos")

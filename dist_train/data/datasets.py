@@ -27,8 +27,8 @@ import os
 
 import numpy as np
 
-from . import sampling, transforms
-from .readers import BadSampleError, decode_video
+from dist_train.data import sampling, transforms
+from dist_train.data.readers import BadSampleError, decode_video
 
 log = logging.getLogger(__name__)
 

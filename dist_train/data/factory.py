@@ -1,8 +1,8 @@
 """Build readers and datasets from a config (``cfg["data.xxx"]`` lookups only)."""
-from .datasets import EvalClipDataset, TrainClipDataset, sample_video_test_clips
-from .lists import read_list
-from .readers import FrameFolderReader, VideoReader
-from .store import PackedStoreReader
+from dist_train.data.datasets import EvalClipDataset, TrainClipDataset, sample_video_test_clips
+from dist_train.data.lists import read_list
+from dist_train.data.readers import FrameFolderReader, VideoReader
+from dist_train.data.store import PackedStoreReader
 
 
 def build_reader(cfg):

@@ -14,7 +14,7 @@ import os
 import re
 from typing import NamedTuple
 
-from ..atomic import atomic_write_text
+from dist_train.atomic import atomic_write_text
 
 # The old name, kept for data/extract.py, data/synthetic.py and data/store.py.
 write_text_atomic = atomic_write_text
@@ -151,7 +151,7 @@ def count_video_frames(frames_root, video, template):
     num_frames is the highest frame number; a problem is 'missing' (no folder or no frames)
     or a description of the gaps in the numbering.
     """
-    from .readers import scan_frame_numbers  # readers does not import lists: no cycle
+    from dist_train.data.readers import scan_frame_numbers  # readers does not import lists: no cycle
 
     folder = os.path.join(frames_root, video)
     if not os.path.isdir(folder):

@@ -32,7 +32,7 @@ import traceback
 
 import numpy as np
 
-from .workers import protect_worker, register_parent_cleanup, worker_init_fn
+from dist_train.data.workers import protect_worker, register_parent_cleanup, worker_init_fn
 
 LOADER_KINDS = ("shm", "stock")
 LENT_SLOTS = 2  # extra ring slots for CPU batches the trainer still holds (see above)

@@ -29,9 +29,9 @@ import re
 
 import numpy as np
 
-from ..atomic import atomic_write_text
-from .lists import DataError
-from .readers import BadSampleError
+from dist_train.atomic import atomic_write_text
+from dist_train.data.lists import DataError
+from dist_train.data.readers import BadSampleError
 
 FORMAT = "dist_train.packed_store"
 VERSION = 1

@@ -3,7 +3,7 @@
 Under ``paddle.distributed.launch`` a SIGTERM reaches every process group, and loader workers
 would die before the trainer can save (REFERENCE §3); a ``kill -9`` of a trainer would orphan
 them. Workers therefore ignore SIGTERM/SIGINT (the trainer decides when to stop, see
-dist_train/preempt.py) and exit when their parent dies (prctl PR_SET_PDEATHSIG on Linux, plus a
+dist_train/training/preempt.py) and exit when their parent dies (prctl PR_SET_PDEATHSIG on Linux, plus a
 parent-pid watchdog thread).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from ..logs import get_logger
+from dist_train.logs import get_logger
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 PR_SET_PDEATHSIG = 1

@@ -6,10 +6,10 @@ Models take float32 normalised input [N, 3, T, H, W] (or [N, T, H, W, 3] when bu
 import functools
 import inspect
 
-from .densenet import DENSENET_BLOCKS, build_densenet
-from .preprocess import NORMALIZATION_PRESETS, Preprocess
-from .preresnet import build_preresnet
-from .resnet import RESNET_DEPTHS, build_resnet, build_resnext, build_wideresnet
+from dist_train.models.densenet import DENSENET_BLOCKS, build_densenet
+from dist_train.models.preprocess import NORMALIZATION_PRESETS, Preprocess
+from dist_train.models.preresnet import build_preresnet
+from dist_train.models.resnet import RESNET_DEPTHS, build_resnet, build_resnext, build_wideresnet
 
 MODELS = {}
 for _depth in RESNET_DEPTHS:

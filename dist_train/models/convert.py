@@ -16,9 +16,9 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from . import build_model, model_options
-from .finetune import compare_state_dict, head_name, mismatch_message, StateDictMismatch
-from .preprocess import normalization_from_preset
+from dist_train.models import build_model, model_options
+from dist_train.models.finetune import compare_state_dict, head_name, mismatch_message, StateDictMismatch
+from dist_train.models.preprocess import normalization_from_preset
 
 # 2020 weights were trained on [0, 1] pixels with the Kinetics mean/std; the CVPR2018 ones on
 # [0, 255] pixels minus the ActivityNet mean.
@@ -167,7 +167,7 @@ def verification_input(frames=16, size=112, seed=0):
 
 def converted_model_logits(dst, frames=16, size=112, seed=0):
     """Eval-mode logits of the converted weights in ``dst`` on ``verification_input``."""
-    from ..safeload import restricted_load
+    from dist_train.safeload import restricted_load
 
     with open(meta_path_for(dst)) as f:
         meta = json.load(f)

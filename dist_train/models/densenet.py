@@ -8,8 +8,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .layers import (batch_norm, channel_axis, check_data_format, conv3d, global_pool, linear,
-                     max_pool, scaled)
+from dist_train.models.layers import (batch_norm, channel_axis, check_data_format, conv3d, global_pool, linear,
+                                      max_pool, scaled)
 
 DENSENET_BLOCKS = {121: (6, 12, 24, 16), 169: (6, 12, 32, 32), 201: (6, 12, 48, 32),
                    264: (6, 12, 64, 48)}

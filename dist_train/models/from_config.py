@@ -8,8 +8,8 @@ from __future__ import annotations
 import paddle
 import paddle.nn as nn
 
-from . import build_model, model_options
-from .preprocess import Preprocess, normalization_from_preset
+from dist_train.models import build_model, model_options
+from dist_train.models.preprocess import Preprocess, normalization_from_preset
 
 
 class EvalModel(nn.Layer):

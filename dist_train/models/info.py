@@ -120,7 +120,7 @@ def describe_model(name, num_classes, frames=16, size=112, **options):
     The model is built under ``paddle.LazyGuard`` (same parameter shapes, no initialisation);
     only the non-convolution parameters, which the shape-only forward reads, are initialised.
     """
-    from . import build_model  # the package imports this module's siblings, not the reverse
+    from dist_train.models import build_model  # the package imports this module's siblings, not the reverse
 
     with paddle.LazyGuard():
         model = build_model(name, num_classes, **options)

@@ -7,7 +7,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .layers import check_data_format
+from dist_train.models.layers import check_data_format
 
 NORMALIZATION_PRESETS = {
     # CVPR2018 weights: pixels in [0, 255] minus the ActivityNet mean, no std division.

@@ -6,8 +6,8 @@ As in the reference there is no final BN-ReLU after layer4.
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .layers import batch_norm, conv3d
-from .resnet import resnet_with_blocks
+from dist_train.models.layers import batch_norm, conv3d
+from dist_train.models.resnet import resnet_with_blocks
 
 
 class PreActBasicBlock(nn.Layer):

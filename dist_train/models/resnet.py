@@ -8,8 +8,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .layers import (batch_norm, channel_axis, check_data_format, conv3d, global_pool, linear,
-                     max_pool, scaled)
+from dist_train.models.layers import (batch_norm, channel_axis, check_data_format, conv3d, global_pool, linear,
+                                      max_pool, scaled)
 
 STAGE_STRIDES = (1, 2, 2, 2)
 

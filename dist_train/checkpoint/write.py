@@ -17,12 +17,12 @@ import time
 import numpy as np
 import paddle
 
-from .atomic import atomic_write_text, fsync_dir, write_fsynced
-from .checkpoint_layout import (FORMAT_VERSION, MODEL_FILE, OPTIM_FILE, RNG_FILE, SCALER_FILE,
-                                STATE_FILE, TMP_PREFIX, BEST_FILE, LATEST_FILE, CheckpointError,
-                                read_pointer, read_state)
-from .rng_state import rng_npz_bytes
-from .rundir import package_versions
+from dist_train.atomic import atomic_write_text, fsync_dir, write_fsynced
+from dist_train.checkpoint.layout import (FORMAT_VERSION, MODEL_FILE, OPTIM_FILE, RNG_FILE, SCALER_FILE,
+                                          STATE_FILE, TMP_PREFIX, BEST_FILE, LATEST_FILE, CheckpointError,
+                                          read_pointer, read_state)
+from dist_train.checkpoint.rng_state import rng_npz_bytes
+from dist_train.rundir import package_versions
 
 FAULT_ENV = "DIST_TRAIN_FAULT"
 FAULT_POINTS = ("after_model_file", "after_optimizer_file", "before_rename", "before_latest")

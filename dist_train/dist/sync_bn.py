@@ -40,9 +40,9 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.autograd import PyLayer
 
-from .compat import numpy_view
-from .host_allreduce import sum_over_ranks_
-from .logs import log_once
+from dist_train.compat import numpy_view
+from dist_train.dist.host_allreduce import sum_over_ranks_
+from dist_train.logs import log_once
 
 PLAIN_BN_TYPES = (nn.BatchNorm1D, nn.BatchNorm2D, nn.BatchNorm3D)
 

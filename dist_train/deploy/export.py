@@ -14,8 +14,8 @@ import sys
 import tempfile
 import time
 
-from . import __version__, compat
-from .atomic import atomic_write_text
+from dist_train import __version__, compat
+from dist_train.atomic import atomic_write_text
 
 MODEL_NAME = "model"
 META_FILE = "meta.json"
@@ -42,8 +42,8 @@ def clip_sampling_description(cfg) -> dict:
 
 
 def build_meta(cfg, weights: str, fmt: str, program_file: str) -> dict:
-    from .models.from_config import network_options, normalization
-    from .videoeval import class_names
+    from dist_train.models.from_config import network_options, normalization
+    from dist_train.evaluation.video_level import class_names
 
     clip_len, crop = cfg["data.clip_len"], cfg["data.crop_size"]
     return {
@@ -101,7 +101,7 @@ def _export_here(cfg, weights: str, out_dir: str, fmt: str) -> str:
     import paddle
     from paddle.static import InputSpec
 
-    from .videoeval import load_eval_model
+    from dist_train.evaluation.video_level import load_eval_model
 
     model = load_eval_model(cfg, weights)
     clip_len, crop = cfg["data.clip_len"], cfg["data.crop_size"]
@@ -155,3 +155,35 @@ def export_model(cfg, weights: str, out_dir: str, fmt: str | None = None) -> str
     if fmt == "legacy" and compat.pir_enabled():
         return _export_in_fresh_process(cfg, weights, out_dir)
     return _export_here(cfg, weights, out_dir, fmt)
+
+
+def export_at_end(cfg) -> None:
+    """With ``export.at_end`` set, rank 0 exports the best checkpoint (else the latest) to
+    <run.dir>/export; a collective (every rank calls it after training)."""
+    from dist_train import checkpoint, dist
+    from dist_train.logs import get_logger
+
+    if not cfg["export.at_end"]:
+        return
+    run_dir = cfg["run.dir"]
+    error = None
+    if dist.is_main_process():
+        root = checkpoint.checkpoints_dir(run_dir)
+        try:
+            weights = None
+            for pointer in (checkpoint.BEST_FILE, checkpoint.LATEST_FILE):
+                path = os.path.join(root, pointer)
+                if os.path.exists(path):
+                    with open(path, encoding="utf-8") as f:
+                        weights = os.path.join(root, f.read().strip())
+                    break
+            if weights is None:
+                raise FileNotFoundError(f"no best or latest checkpoint in {root} to export")
+            out = export_model(cfg, weights, os.path.join(run_dir, "export"))
+            get_logger().info(f"exported {weights} to {out}")
+        except Exception as e:  # reported on every rank below
+            error = f"export at end failed: {type(e).__name__}: {e}"
+    dist.barrier("export-at-end", timeout_s=1800)
+    error = dist.broadcast_object(error)
+    if error is not None:
+        raise RuntimeError(error)

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from .atomic import atomic_write_bytes, atomic_write_text
+from dist_train.atomic import atomic_write_bytes, atomic_write_text
 
 REPORT_FILE = "report.json"
 CONFUSION_CSV = "confusion_matrix.csv"

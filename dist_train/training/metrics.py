@@ -21,8 +21,8 @@ import json
 import os
 import time
 
-from .logs import get_logger
-from .atomic import atomic_write_text
+from dist_train.logs import get_logger
+from dist_train.atomic import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 VDL_DIR = "vdl"

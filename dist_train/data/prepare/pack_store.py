@@ -16,14 +16,14 @@ import zlib
 
 import numpy as np
 
-from ..atomic import atomic_open, is_temporary
-from .extract import Progress, find_videos
-from .lists import DataError
-from .readers import (BadSampleError, FrameFolderReader, VideoReader, decode_video, open_video,
-                      read_rgb_image, scan_frame_numbers)
-from .store import (INDEX_NAME, SHARD_PATTERN, PackedStoreReader, StoreError, _new_index,
-                    _write_index, check_shard_sizes, load_index)
-from .transforms import resize_short_side
+from dist_train.atomic import atomic_open, is_temporary
+from dist_train.data.prepare.extract import Progress, find_videos
+from dist_train.data.lists import DataError
+from dist_train.data.readers import (BadSampleError, FrameFolderReader, VideoReader, decode_video, open_video,
+                                     read_rgb_image, scan_frame_numbers)
+from dist_train.data.store import (INDEX_NAME, SHARD_PATTERN, PackedStoreReader, StoreError, _new_index,
+                                   _write_index, check_shard_sizes, load_index)
+from dist_train.data.transforms import resize_short_side
 
 
 def list_source_videos(source, src_root, ext=".avi"):

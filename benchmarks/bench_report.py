@@ -1,10 +1,10 @@
 """Benchmark results for the README: collect bench outputs into a committed JSON, print markdown.
 
-    python scripts/bench_data.py --json > /tmp/data.txt
-    python scripts/bench_train.py --json > /tmp/train.txt
-    python scripts/bench_report.py collect benchmarks/cpu_2core.json --data /tmp/data.txt \\
+    python benchmarks/bench_data.py --json > /tmp/data.txt
+    python benchmarks/bench_train.py --json > /tmp/train.txt
+    python benchmarks/bench_report.py collect benchmarks/cpu_2core.json --data /tmp/data.txt \\
         --train /tmp/train.txt --note "quiet machine"
-    python scripts/bench_report.py markdown benchmarks/cpu_2core.json   # table for the README
+    python benchmarks/bench_report.py markdown benchmarks/cpu_2core.json   # table for the README
 
 ``collect`` takes the LAST line of each output (the one JSON object) and writes the file
 atomically. The README table is generated from that file only.

@@ -1,4 +1,4 @@
-"""Step micro-benchmarks for scripts/bench_train.py, each run in a child process of its own
+"""Step micro-benchmarks for benchmarks/bench_train.py, each run in a child process of its own
 (this file is the child's entry point):
 
 - ``step_child``: optimizer steps of the demo network in one process (threads, layout, eager
@@ -6,8 +6,8 @@
 - ``dp_child``: a 2-rank job under paddle.distributed.launch comparing one process on the
   whole batch, two without communication, and the data-parallel variants (see ``dp_bench``).
 
-    python scripts/bench_steps.py --step-child LAYOUT COMPILE STEPS PROFILE KEEP_FREED_MEMORY
-    python scripts/bench_steps.py --dp-child ROUNDS      (under paddle.distributed.launch)
+    python benchmarks/bench_steps.py --step-child LAYOUT COMPILE STEPS PROFILE KEEP_FREED_MEMORY
+    python benchmarks/bench_steps.py --dp-child ROUNDS      (under paddle.distributed.launch)
 """
 import json
 import os
@@ -134,7 +134,8 @@ def dp_bench(rounds):
     cpu_memory.keep_freed_memory()
     import paddle
     import paddle.nn.functional as F
-    from dist_train import dist, host_allreduce, sync_bn
+    from dist_train import dist
+    from dist_train.dist import host_allreduce, sync_bn
     from dist_train.config import load_config
     from dist_train.models import Preprocess, build_model
     from dist_train.models.from_config import EvalModel, network_options, normalization
@@ -220,7 +221,7 @@ def main(argv=None):
     if argv and argv[0] == "--dp-child":
         dp_bench(int(argv[1]))
         return 0
-    raise SystemExit("bench_steps.py: use --step-child or --dp-child (scripts/bench_train.py "
+    raise SystemExit("bench_steps.py: use --step-child or --dp-child (benchmarks/bench_train.py "
                      "runs them)")
 
 

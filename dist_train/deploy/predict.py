@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import compat
-from .data.factory import load_video_clips
-from .data.readers import BadSampleError
-from .export_lib import MODEL_NAME, read_meta
-from .videoeval import softmax
+from dist_train import compat
+from dist_train.data.factory import load_video_clips
+from dist_train.data.readers import BadSampleError
+from dist_train.deploy.export import MODEL_NAME, read_meta
+from dist_train.evaluation.video_level import softmax
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv")
 

@@ -53,15 +53,15 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dist_train.data.datasets import TrainClipDataset  # noqa: E402
-from dist_train.data.extract import extract_video, find_videos  # noqa: E402
+from dist_train.data.prepare.extract import extract_video, find_videos  # noqa: E402
 from dist_train.data.lists import ListEntry  # noqa: E402
 from dist_train.data.loader import make_loader  # noqa: E402
 from dist_train.data.readers import FrameFolderReader, VideoReader, read_rgb_image  # noqa: E402
 from dist_train.data.sampler import GlobalBatchSampler  # noqa: E402
 from dist_train.data.sampling import clip_indices, train_start  # noqa: E402
 from dist_train.data.store import PackedStoreReader, evict_from_page_cache  # noqa: E402
-from dist_train.data.store_pack import pack_store  # noqa: E402
-from dist_train.data.synthetic import make_synthetic  # noqa: E402
+from dist_train.data.prepare.pack_store import pack_store  # noqa: E402
+from dist_train.data.prepare.synthetic import make_synthetic  # noqa: E402
 
 JPG = "img_{:05d}.jpg"
 

@@ -26,7 +26,7 @@ import math
 
 import paddle
 
-from .models import finetune
+from dist_train.models import finetune
 
 PLATEAU_THRESHOLD = 1e-4  # relative improvement that counts (PyTorch's default, mode 'rel')
 

@@ -12,8 +12,8 @@ import random
 import numpy as np
 import paddle
 
-from . import compat
-from .logs import get_logger
+from dist_train import compat
+from dist_train.logs import get_logger
 
 
 def _has_cuda() -> bool:

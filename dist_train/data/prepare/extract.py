@@ -19,8 +19,8 @@ import time
 
 import cv2
 
-from ..atomic import atomic_write_text
-from .readers import DEFAULT_FRAME_TEMPLATE, BadSampleError, open_video
+from dist_train.atomic import atomic_write_text
+from dist_train.data.readers import DEFAULT_FRAME_TEMPLATE, BadSampleError, open_video
 
 
 def find_videos(src_root, ext=".avi"):

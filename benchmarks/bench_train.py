@@ -13,13 +13,13 @@
    of the batch (``clips_per_s_2independent``): what the machine gives two processes with no
    communication and no waiting; ``two_process_ceiling_trainer`` is that over one process, and
    ``efficiency_2proc`` the 2-process trainer's share of it (median rounds).
-   After each round, scripts/bench_machine.py's CPU probe (``--machine-probe-s``) measures how
+   After each round, benchmarks/bench_machine.py's CPU probe (``--machine-probe-s``) measures how
    evenly the hypervisor served the CPUs (``machine_lockstep_efficiency_per_round``: 1.0 when
    steady; ranks that wait for each other move at the slower CPU's pace).
    ``clips_per_s_2proc_gloo`` is the 2-process run with the shared-memory transport
    (sync BN sums, gradient average) switched off (DIST_TRAIN_SHM_ALLREDUCE=0): all over gloo;
    ``clips_per_s_2proc_plain_bn`` the 2-process run without sync BN (model.sync_bn=false).
-2. Step micro-benchmarks of the demo network (scripts/bench_steps.py), a child process per
+2. Step micro-benchmarks of the demo network (benchmarks/bench_steps.py), a child process per
    setting (threads per process 1/2, layout NCDHW/NDHWC, eager vs paddle.jit.to_static, glibc's
    default malloc vs the trainer's train.cpu_keep_freed_memory), and which CPU kernels ran:
    kernel time per op from paddle.profiler, plus the count of oneDNN primitive executions
@@ -150,7 +150,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5,
                         help="alternations of the 1- and 2-process trainer runs (median reported)")
     parser.add_argument("--machine-probe-s", type=float, default=8.0,
-                        help="seconds of scripts/bench_machine.py's CPU probe after each round")
+                        help="seconds of benchmarks/bench_machine.py's CPU probe after each round")
     parser.add_argument("--skip-trainer", action="store_true", help="step benchmarks only")
     args = parser.parse_args(argv)
     result = {"config": "configs/demo.yaml", "cpus": os.cpu_count(),
@@ -197,7 +197,7 @@ def main(argv=None):
             result.update(clips_per_s_1proc_best_round=best["1proc"],
                           clips_per_s_2proc_best_round=best["2proc"],
                           speedup_2proc_best_rounds=best["2proc"] / best["1proc"])
-            # How unevenly the hypervisor served the CPUs in each round (scripts/bench_machine.py):
+            # How unevenly the hypervisor served the CPUs in each round (benchmarks/bench_machine.py):
             # ranks in lockstep move at the slower CPU's pace, one process at its own CPU's.
             result["machine_lockstep_efficiency_per_round"] = [m["lockstep_efficiency"]
                                                                for m in machine]

@@ -15,7 +15,7 @@ import numpy as np
 import paddle
 import paddle.distributed as pdist
 
-from .safeload import restricted_loads
+from dist_train.safeload import restricted_loads
 
 _state = {"initialized": False, "store": None, "barrier_generation": {}}
 

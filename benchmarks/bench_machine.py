@@ -10,13 +10,13 @@ guest (the hypervisor does not report it as steal time here) finishes fewer unit
   (the 90th percentile over every CPU's windows);
 - ``lockstep_efficiency``: sum over windows of the slowest CPU's rate / sum of the mean rate,
   over every CPU of the affinity set, all loaded at once (on a larger host, pin the probe to
-  the CPUs the ranks use: ``taskset -c 0,1 python scripts/bench_machine.py``). Ranks that wait
+  the CPUs the ranks use: ``taskset -c 0,1 python benchmarks/bench_machine.py``). Ranks that wait
   for each other every step (data parallelism) move at the slowest CPU's pace, one process at
   its own CPU's: with steady CPUs this is 1.0, and a 2-process speed-up over one process is
   bounded by about ``lockstep_efficiency x`` the speed-up of two processes that never wait
   for each other (bench_train's ``two_process_ceiling*``).
 
-    python scripts/bench_machine.py --seconds 20      # one JSON line
+    python benchmarks/bench_machine.py --seconds 20      # one JSON line
 """
 import argparse
 import json

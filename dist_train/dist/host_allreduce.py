@@ -24,7 +24,7 @@ Waiting spins for 50 us, then sleeps 50 us (~0.1 ms with the kernel's timer slac
 checks; a rank missing for WAIT_TIMEOUT_S raises an error naming it. Spinning longer was
 slower: on this 2-vCPU VM the sync-BN trainer (26 waits per step) ran 73-94 clips/s (median
 79) with 2 ms of spinning against 81-102 (median 92) when sleeping after 50-200 us, in the same
-rounds (scripts/bench_train.py style A/B, 6 rounds). A spinning rank keeps its vCPU busy; a
+rounds (benchmarks/bench_train.py style A/B, 6 rounds). A spinning rank keeps its vCPU busy; a
 sleeping one lets the kernel (and the hypervisor) run the late rank or whatever delays it.
 ``DIST_TRAIN_SHM_ALLREDUCE=0`` disables it (gloo everywhere, DataParallel's own gradient sync).
 """
@@ -39,8 +39,8 @@ import uuid
 import numpy as np
 import paddle
 
-from . import dist
-from .compat import numpy_view
+from dist_train import dist
+from dist_train.compat import numpy_view
 
 SLOTS_BUDGET_BYTES = 16 << 20  # all slots of all ranks: fits Docker's default 64 MB /dev/shm
 MIN_SLOT_BYTES = 1 << 16  # 2 * 2048 float64 moments of the widest BN in one call
@@ -166,7 +166,7 @@ def open_host_allreduce() -> HostAllReduce | None:
         os.unlink(path)
     dist.barrier("host_allreduce_unlinked", timeout_s=300)  # the file is gone when any rank returns
     if error:
-        from .logs import log_once
+        from dist_train.logs import log_once
 
         log_once("host_allreduce", f"shared-memory all-reduce unavailable here ({error}); using gloo")
     return reducer if usable else None
@@ -216,7 +216,7 @@ def sum_over_ranks_(array: np.ndarray) -> np.ndarray:
         host = shared_reducer()
         _transport["sum_"] = host.sum_array_ if host is not None else backend_sum_
         if dist.is_distributed():
-            from .logs import log_once
+            from dist_train.logs import log_once
 
             log_once("host_allreduce_transport", "small per-step collectives (CPU sync BN, stop "
                      "agreement) through " + ("shared memory" if host is not None else
@@ -286,7 +286,7 @@ def gradient_average(params, names=None) -> GradientAverage | None:
     reducer = shared_reducer()
     if reducer is None:
         return None
-    from .logs import log_once
+    from dist_train.logs import log_once
 
     log_once("host_gradient_average", "gradients averaged through shared memory (CPU ranks on "
              f"one host) instead of DataParallel's gloo all-reduce ({DISABLE_ENV}=0 to disable)", 20)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 
-from .checkpoint_layout import (CKPT_DIR, LATEST_FILE, STATE_FILE, TMP_PREFIX, CheckpointError,
-                                checkpoint_problem, checkpoints_dir, read_pointer, read_state)
-from .logs import get_logger
+from dist_train.checkpoint.layout import (CKPT_DIR, LATEST_FILE, STATE_FILE, TMP_PREFIX, CheckpointError,
+                                          checkpoint_problem, checkpoints_dir, read_pointer, read_state)
+from dist_train.logs import get_logger
 
 
 def find_resume_checkpoint(run_dir_or_ckpts: str) -> tuple[str | None, list[str]]:

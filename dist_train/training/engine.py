@@ -23,8 +23,9 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from . import dist, host_allreduce
-from .logs import get_logger, log_once
+from dist_train import dist
+from dist_train.dist import host_allreduce
+from dist_train.logs import get_logger, log_once
 
 AMP_WHITE_LIST = {"conv3d"}
 
@@ -110,7 +111,7 @@ def optimizer_step(optimizer, scaler, params, named_params, *, clip_norm, nan_ch
                                          "set optim.clip_grad_norm)")
             get_logger().warning(message + "; the float16 loss scaler skips this step")
     if clip_norm:
-        from .optim import clip_grad_norm
+        from dist_train.training.optim import clip_grad_norm
         clip_grad_norm(params, clip_norm)
     scaler.step(optimizer)
     scaler.update()

@@ -12,13 +12,13 @@ import re
 import numpy as np
 import paddle
 
-from . import compat, dist
-from .checkpoint_layout import (MODEL_FILE, OPTIM_FILE, RNG_FILE, SCALER_FILE, CheckpointError,
-                                checkpoint_problem, read_state)
-from .logs import get_logger
-from .models.finetune import StateDictMismatch, compare_state_dict, load_pretrained, mismatch_message
-from .rng_state import read_rank_rng, restore_rng_state
-from .safeload import restricted_load
+from dist_train import compat, dist
+from dist_train.checkpoint.layout import (MODEL_FILE, OPTIM_FILE, RNG_FILE, SCALER_FILE, CheckpointError,
+                                          checkpoint_problem, read_state)
+from dist_train.logs import get_logger
+from dist_train.models.finetune import StateDictMismatch, compare_state_dict, load_pretrained, mismatch_message
+from dist_train.checkpoint.rng_state import read_rank_rng, restore_rng_state
+from dist_train.safeload import restricted_load
 
 LR_SCHEDULER_KEY, MASTER_WEIGHTS_KEY = "LR_Scheduler", "master_weights"
 

@@ -10,7 +10,7 @@ import os
 
 import cv2
 
-from .lists import count_video_frames, read_list_numbered
+from dist_train.data.lists import count_video_frames, read_list_numbered
 
 
 def _check_images(args):

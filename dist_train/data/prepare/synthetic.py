@@ -25,8 +25,8 @@ import os
 import cv2
 import numpy as np
 
-from ..atomic import atomic_write_text
-from .readers import count_decoded_frames
+from dist_train.atomic import atomic_write_text
+from dist_train.data.readers import count_decoded_frames
 
 # (forward class, time-reversed class, motion). Order of use when --classes < 12.
 CLASS_PAIRS = (

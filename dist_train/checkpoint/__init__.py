@@ -13,7 +13,7 @@ Layout (FORMAT_VERSION 1)::
             scaler.json       {"enabled": bool, "state": GradScaler.state_dict()}; on CPU the
                               scaler is disabled and its state is {} (recorded as such)
             rng.npz           RNG states of EVERY rank, gathered to rank 0 (allow_pickle=False;
-                              see dist_train/rng_state.py):
+                              see dist_train/checkpoint/rng_state.py):
                               r<k>.python_state uint32[625], r<k>.python_gauss f64[2],
                               r<k>.numpy_keys uint32[624], r<k>.numpy_pos i64[2], r<k>.numpy_gauss f64[1],
                               r<k>.paddle_cpu / r<k>.cuda<i> uint8: JSON text of the
@@ -53,21 +53,21 @@ from __future__ import annotations
 import os
 import re
 
-from . import dist
-from .checkpoint_find import choose_resume, find_resume_checkpoint
-from .checkpoint_layout import (BEST_FILE, CKPT_DIR, FORMAT_VERSION, KNOWN_FORMAT_VERSIONS,
-                                LATEST_FILE, MODEL_FILE, OPTIM_FILE, RNG_FILE, SCALER_FILE,
-                                STATE_FILE, TMP_PREFIX, CheckpointError, checkpoint_problem,
-                                checkpoints_dir, read_state, step_tag)
-from .checkpoint_load import load_checkpoint, load_weights
-from .checkpoint_write import (FAULT_ENV, FAULT_POINTS, InjectedFault, check_train_state,
-                               inject_fault, prune_checkpoints, write_pointer)
-from .logs import get_logger
-from .rng_state import capture_rng_state
+from dist_train import dist
+from dist_train.checkpoint.find import choose_resume, find_resume_checkpoint
+from dist_train.checkpoint.layout import (BEST_FILE, CKPT_DIR, FORMAT_VERSION, KNOWN_FORMAT_VERSIONS,
+                                          LATEST_FILE, MODEL_FILE, OPTIM_FILE, RNG_FILE, SCALER_FILE,
+                                          STATE_FILE, TMP_PREFIX, CheckpointError, checkpoint_problem,
+                                          checkpoints_dir, read_state, step_tag)
+from dist_train.checkpoint.load import load_checkpoint, load_weights
+from dist_train.checkpoint.write import (FAULT_ENV, FAULT_POINTS, InjectedFault, check_train_state,
+                                         inject_fault, prune_checkpoints, write_pointer)
+from dist_train.logs import get_logger
+from dist_train.checkpoint.rng_state import capture_rng_state
 
 # Module-level names that save_checkpoint looks up at call time, so a test can wrap the writer
 # (tests/ckpt_probe.py slows rank 0's write this way).
-from .checkpoint_write import write_checkpoint_dir as _write_checkpoint_dir
+from dist_train.checkpoint.write import write_checkpoint_dir as _write_checkpoint_dir
 
 __all__ = [
     "BEST_FILE", "CKPT_DIR", "FAULT_ENV", "FAULT_POINTS", "FORMAT_VERSION", "KNOWN_FORMAT_VERSIONS",

@@ -37,10 +37,10 @@ import signal
 
 import numpy as np
 
-from .host_allreduce import sum_over_ranks_
-from .logs import get_logger
-from .atomic import atomic_write_text
-from .data.workers import STOP_SIGNALS
+from dist_train.dist.host_allreduce import sum_over_ranks_
+from dist_train.logs import get_logger
+from dist_train.atomic import atomic_write_text
+from dist_train.data.workers import STOP_SIGNALS
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: temporary failure, resume later
 MARKER_FILE = "PREEMPTED"

@@ -21,13 +21,13 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from . import dist
-from .data import factory
-from .data.lists import DataError, read_list
-from .data.readers import BadSampleError
-from .data.workers import register_parent_cleanup, worker_init_fn
-from .checkpoint import load_weights
-from .models.from_config import EvalModel, build_eval_model
+from dist_train import dist
+from dist_train.data import factory
+from dist_train.data.lists import DataError, read_list
+from dist_train.data.readers import BadSampleError
+from dist_train.data.workers import register_parent_cleanup, worker_init_fn
+from dist_train.checkpoint import load_weights
+from dist_train.models.from_config import EvalModel, build_eval_model
 
 log = logging.getLogger("dist_train")
 
@@ -118,7 +118,7 @@ def _eval_batches(dataset, sampler, num_workers):
 
 def _video_records(model, dataset, batch_size, rank, world_size, num_workers):
     """Per video of this rank: (mean softmax float64 [C], items, clips, correct clips)."""
-    from .data.sampler import EvalBatchSampler
+    from dist_train.data.sampler import EvalBatchSampler
 
     sampler = EvalBatchSampler(dataset, batch_size, rank, world_size)
     prob_sums: dict[int, np.ndarray] = {}
@@ -222,7 +222,7 @@ def evaluate_model(cfg, model: nn.Layer, out_dir: str | None = None, source: str
     (CSV + PNG) and per-video probabilities to ``out_dir`` (default ``<run.dir>/eval``). Every
     rank returns the report.
     """
-    from .eval_report import write_eval_outputs
+    from dist_train.evaluation.report import write_eval_outputs
 
     rank, world_size = dist.get_rank(), dist.get_world_size()
     dataset = factory.build_eval_dataset(cfg, "test")

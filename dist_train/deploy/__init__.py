@@ -1,0 +1,1 @@
+"""Deployment: export to paddle.inference with meta.json, and prediction on raw videos."""

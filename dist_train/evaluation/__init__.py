@@ -1,0 +1,1 @@
+"""Video-level evaluation (the paper's protocol) and its report files."""
