@@ -4,10 +4,8 @@ Why: Paddle's CPU allocator takes every tensor from malloc and frees it after us
 blocks above ``M_MMAP_THRESHOLD`` with a fresh mmap and unmaps them on free, and returns the
 top of the heap to the system above ``M_TRIM_THRESHOLD``; setting either by hand also ends
 glibc's dynamic raising of the mmap threshold. So a large activation is new zero-filled memory
-at every step and each of its 4 KiB pages costs a page fault when first written. Measured here
-(one core, Paddle 3.3.1, tensor [8, 16, 8, 20, 20] = 1.6 MB): BatchNorm3D forward+backward
-3.8 ms -> 0.64 ms, the CPU sync BN twin 7.6 ms -> 1.6 ms; the 2-rank demo step (sync BN)
-225-244 ms -> 166-177 ms, one process 290-320 -> 270-280 ms (benchmarks/bench_train.py, noisy VM).
+at every step and each of its 4 KiB pages costs a page fault when first written; on a 1.6 MB
+BatchNorm3D activation that is most of the layer's time (benchmarks/README.md).
 
 ``keep_freed_memory`` sets the mmap threshold to 32 MiB (the ceiling of glibc's own dynamic
 threshold on 64-bit; larger blocks, rare on CPU, keep their mmap) and the trim threshold to

@@ -13,7 +13,7 @@ from importlib import metadata
 import yaml
 
 from dist_train import __version__
-# atomic_write_text is re-exported under its old import path (metrics.py, preempt.py, train.py).
+# atomic_write_text is re-exported here for the training modules that write run files.
 from dist_train.atomic import atomic_write_text
 from dist_train.config import Config, ConfigError, config_from_dict, diff_configs
 

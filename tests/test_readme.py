@@ -30,8 +30,8 @@ def test_readme_benchmark_tables_come_from_the_committed_results():
     bench_report = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_report)
     table = bench_report.markdown(os.path.join(REPO, "benchmarks", "cpu_2core.json"))
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+    with open(os.path.join(REPO, "benchmarks", "README.md"), encoding="utf-8") as f:
         readme = f.read()
     assert "| JPEG clips / decode bound |" in table
     assert table in readme, ("run: python benchmarks/bench_report.py markdown "
-                             "benchmarks/cpu_2core.json, and paste it into README's Benchmarks")
+                             "benchmarks/cpu_2core.json, and paste it into benchmarks/README.md")

@@ -40,13 +40,14 @@ sample randomness is a pure function of (train.seed, epoch, global index).
 Fault injection for tests: DIST_TRAIN_FAULT=<point>[:kill] with point in FAULT_POINTS raises
 InjectedFault (or SIGKILLs the process with ":kill") on rank 0 at that point of a save.
 
-Modules (imports run one way: this module -> the three below -> checkpoint_layout):
-    checkpoint.py           this layout, and the collectives every rank calls: save_checkpoint,
-                            resolve_resume; re-exports the public names of the others
-    checkpoint_layout.py    file names, CheckpointError, state.json parsing, completeness checks
-    checkpoint_write.py     rank 0's temp-dir write + rename, pointers, pruning, fault injection
-    checkpoint_find.py      which checkpoint to resume from (newest complete, or the named one)
-    checkpoint_load.py      load_checkpoint (exact resume) and load_weights (fine-tuning)
+Modules (imports run one way: this package -> the four below -> layout.py):
+    __init__.py     this layout, and the collectives every rank calls: save_checkpoint,
+                    resolve_resume; the public names of the others
+    layout.py       file names, CheckpointError, state.json parsing, completeness checks
+    write.py        rank 0's temp-dir write + rename, pointers, pruning, fault injection
+    find.py         which checkpoint to resume from (newest complete, or the named one)
+    load.py         load_checkpoint (exact resume) and load_weights (fine-tuning)
+    rng_state.py    every rank's RNG states, captured and restored
 """
 from __future__ import annotations
 

@@ -70,8 +70,8 @@ def read_rgb_image(path, out=None):
     """One image file as uint8 RGB [H, W, 3] (grey images are expanded to three channels).
 
     With ``out`` (a C-contiguous uint8 [H, W, 3] buffer) the image is decoded into it and
-    ``out`` itself is returned when its size matches (no allocation: ~15% faster per frame on
-    one core, benchmarks/bench_data.py); otherwise a new array.
+    ``out`` itself is returned when its size matches (no allocation per frame); otherwise a new
+    array.
     """
     if out is not None and _DECODES_INTO:
         out[0, 0], out[-1, -1] = _CANARY_FIRST, _CANARY_LAST

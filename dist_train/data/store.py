@@ -9,7 +9,7 @@ Layout of a store directory::
     shard_00000.u8      raw bytes: the videos' uint8 RGB frames [n_frames, H, W, 3], back to back
 
 Reading a clip is slicing a memory map (no decoding): this module (index + reader). Building
-and verifying live in ``store_pack.py``. Building is parallel (one shard per task
+and verifying live in ``prepare/pack_store.py``. Building is parallel (one shard per task
 and process), atomic (a shard is written under a temporary name and renamed when complete; the
 index is rewritten atomically after every finished shard) and resumable (videos already in the
 index are skipped; shard files the index does not know are leftovers of a crash and removed).

@@ -18,11 +18,11 @@ Training crops (``data.train_crop``):
   recipe of later video models, and by far the cheapest: cutting and flipping uint8 only. It
   needs frames of at least S x S.
 
-How a clip is cut (``clip_from_box``), cheapest correct means measured on one core
-(16 x 112 x 112 from 128 x 171): the box is a view of the frames (no full-frame copy); it is
-copied (or mirrored, by cv2.flip per frame) or resized (cv2.resize per frame, into a reused
-buffer) into an interleaved ``[T*S, S, 3]`` block, and ONE cv2.split writes the three planes
-of ``[3, T, S, S]`` (about 100 us; numpy's strided transpose takes about 300 us). After a
+How a clip is cut (``clip_from_box``), the cheapest correct means on one core: the box is a
+view of the frames (no full-frame copy); it is copied (or mirrored, by cv2.flip per frame) or
+resized (cv2.resize per frame, into a reused buffer) into an interleaved ``[T*S, S, 3]`` block,
+and ONE cv2.split writes the three planes of ``[3, T, S, S]`` (a third of the time of numpy's
+strided transpose). After a
 resize, the flip is one in-place cv2.flip of the planar block seen as 2-D ``[3*T*S, S]``.
 Results are bit-identical to per-frame cv2.resize + numpy transpose and ``[..., ::-1]``.
 """

@@ -1,12 +1,9 @@
 """Sums over the ranks of ONE host through shared memory: the CPU transport for the small
 per-step sums (CPU sync BN, stop agreement) and for data parallelism's gradient average.
 
-Why: through gloo (TCP over loopback) one sync-BN call on a 129-float vector took 0.3-5 ms
-here, a small sum through shared memory ~0.1 ms. For the gradients (0.9 M floats of the demo
-net) the 2-rank step ran 1.64-1.84x one process with this module's average and 1.42-1.72x with
-DataParallel's gloo all-reduce (four bench_train.py runs, step_2rank_ms; noisy VM); the whole
-2-process trainer, sync BN included, 1.43-1.58x (median round of 5-round runs, 2026-11-23;
-1.44-1.72x from the fastest round of each) against 0.91-1.13x with everything over gloo.
+Why: gloo sends even a 129-float sum over TCP loopback (milliseconds); shared memory takes
+about a tenth of a millisecond, which matters for 26 sync-BN sums a step and for the gradient
+average (benchmarks/README.md has the measurements).
 
 Protocol: a file in /dev/shm holds one int64 counter per rank (own cache line) and two slots
 per rank (double buffering). Call number g: a rank writes its data into slot g % 2, then
@@ -21,11 +18,9 @@ operations asks ("write a discrete semaphore after the string operation"). Other
 fall back to gloo.
 
 Waiting spins for 50 us, then sleeps 50 us (~0.1 ms with the kernel's timer slack) between
-checks; a rank missing for WAIT_TIMEOUT_S raises an error naming it. Spinning longer was
-slower: on this 2-vCPU VM the sync-BN trainer (26 waits per step) ran 73-94 clips/s (median
-79) with 2 ms of spinning against 81-102 (median 92) when sleeping after 50-200 us, in the same
-rounds (benchmarks/bench_train.py style A/B, 6 rounds). A spinning rank keeps its vCPU busy; a
-sleeping one lets the kernel (and the hypervisor) run the late rank or whatever delays it.
+checks; a rank missing for WAIT_TIMEOUT_S raises an error naming it. Spinning longer was slower
+on a 2-vCPU machine: a spinning rank keeps its vCPU busy, a sleeping one lets the kernel (and
+the hypervisor) run the late rank or whatever delays it.
 ``DIST_TRAIN_SHM_ALLREDUCE=0`` disables it (gloo everywhere, DataParallel's own gradient sync).
 """
 from __future__ import annotations
@@ -228,9 +223,8 @@ class GradientAverage:
     """Averages the gradients of ``params`` over the ranks in one flat shared-memory sum.
 
     The gradients go into the slots and the sums come back into them through numpy views of
-    their memory (``compat.numpy_view``): no concatenated copy and no Paddle op. For the demo
-    net's 38 gradients (0.9 M floats, one process) that is 0.55 ms against 3.9 ms with Paddle's
-    concat/split/assign; in the 2-rank step, 2 ms against 6-8 ms.
+    their memory (``compat.numpy_view``): no concatenated copy and no Paddle op (Paddle's
+    concat/split/assign cost several times the sum itself).
 
     Every rank passes the same parameter list (the optimizer's trainable parameters, in order).
     One extra value per parameter counts the ranks that have its gradient, so a parameter used

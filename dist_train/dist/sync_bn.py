@@ -9,15 +9,12 @@
   ``[sum dy, sum dy*xhat]``; ONE all-reduce of those, and the rest of the exact gradient of the
   global batch's BN is one more fused pass (see ``_GlobalBatchGradient``). No broadcasting
   elementwise ops (Paddle's CPU broadcast kernels cost ~5x a fused pass), and the [C]-sized
-  arithmetic runs in numpy (a Paddle op dispatch costs ~15 us; it was ~40 ops per layer), on
-  views of Paddle's memory where it writes. The [C] tensors and views are made once per layer
-  and reused (see ``CpuSyncBatchNorm._scratch_statistics`` for when they are not): the layer's
-  Python cost fell from ~0.46 to ~0.2 ms a step, ResNet-10's twin overhead over plain BN from
-  ~7 to ~4.5 ms a step (one process, half the demo batch).
-  A pure-numpy twin was tried and was slower: numpy's per-channel reductions and float64
-  dot products ran 2-3x the fused kernels (large layer, malloc tuned: 2.7 vs 1.6 ms).
+  arithmetic runs in numpy (a Paddle op dispatch costs ~15 us), on views of Paddle's memory
+  where it writes. The [C] tensors and views are made once per layer and reused (see
+  ``CpuSyncBatchNorm._scratch_statistics`` for when they are not). A pure-numpy twin is slower:
+  numpy's per-channel reductions and float64 dot products lose to the fused kernels.
   The collectives go through shared memory when every rank is on this host
-  (``host_allreduce.py``, ~0.1 ms a call), else through gloo.
+  (``host_allreduce.py``), else through gloo.
   Weight and bias gradients stay local: the data-parallel average (``host_allreduce`` on one
   CPU host, else DataParallel) treats them like every other gradient, and each rank's loss is
   the mean over its own equal share, so the result equals one rank holding the whole batch.

@@ -122,9 +122,9 @@ def build_network(cfg, world: int, on_gpu: bool, weights: str | None):
 
 def compile_model(model):
     """paddle.jit.to_static with graph breaks allowed (the CPU sync BN's collectives run eagerly).
-    Parameters and state-dict keys stay those of the eager layer. Measured on the demo (CPU,
-    Paddle 3.3.1): same losses as eager, same speed with plain BN (3D convolutions dominate),
-    slower with the CPU sync BN twin; hence off by default."""
+    Parameters and state-dict keys stay those of the eager layer. Off by default: on CPU it
+    gives the eager losses at the same speed with plain BN (3D convolutions dominate) and is
+    slower with the CPU sync BN twin."""
     get_logger().info("train.compile: paddle.jit.to_static(full_graph=False) on the training model")
     return paddle.jit.to_static(model, full_graph=False)
 

@@ -64,7 +64,7 @@ def param_groups(model: paddle.nn.Layer, weight_decay: float, no_decay_bn_bias: 
 
 def build_optimizer(cfg, model: paddle.nn.Layer, has_pretrained: bool = False,
                     multi_precision: bool = False):
-    """Momentum SGD over ``model``'s trainable parameters; its lr is set every step by train.py.
+    """Momentum SGD over ``model``'s trainable parameters; its lr is set every step by the training loop.
     ``has_pretrained``: the weights came from a file, so ``model.pretrained_lr_mult`` applies."""
     groups = param_groups(model, float(cfg["optim.weight_decay"]), cfg["optim.no_decay_bn_bias"],
                           float(cfg["model.pretrained_lr_mult"]), has_pretrained)
