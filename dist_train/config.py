@@ -115,6 +115,7 @@ SCHEMA: dict[str, Key] = {
     "val.batch_size": Key("int", 16, "validation clips per rank per batch"),
     "eval.batch_size": Key("int", 8, "video-level evaluation clips per rank per batch"),
     "eval.topk": Key("int", 5, "predictions kept per video in the report"),
+    "eval.protocol": Key("str", "paper", "video-level clips: paper (non-overlapping clips covering each video, data.test_crops crops; the paper's numbers) or 10x3 (10 evenly spaced clips x 3 crops, the common Kinetics protocol)", ("paper", "10x3")),
     # --- checkpoints ---
     "ckpt.every_epochs": Key("int", 1, "save a checkpoint every N epochs (0 = off)"),
     "ckpt.every_steps": Key("int", 0, "save a checkpoint every N optimizer steps (0 = off)"),

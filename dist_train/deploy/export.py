@@ -24,12 +24,18 @@ INPUT_NAME = "x"
 
 
 def clip_sampling_description(cfg) -> dict:
-    crops = cfg["data.test_crops"]
+    from dist_train.data.sampling import TEN_CLIPS, test_protocol_crops
+
+    protocol = cfg["eval.protocol"]
+    crops = test_protocol_crops(protocol, cfg["data.test_crops"])
+    temporal = ("non-overlapping consecutive clips of clip_len frames (every temporal_stride-th "
+                "frame) starting at frame 0 and covering the whole video" if protocol == "paper"
+                else f"{TEN_CLIPS} evenly spaced clips of clip_len frames (every temporal_stride-th "
+                     f"frame), starts round(i * (num_frames - span) / {TEN_CLIPS - 1})")
     return {
         "mode": "test",
-        "temporal": "non-overlapping consecutive clips of clip_len frames (every "
-                    "temporal_stride-th frame) starting at frame 0 and covering the whole video; "
-                    "a clip running past the end is loop-padded with its own frames",
+        "protocol": protocol,
+        "temporal": temporal + "; a clip running past the end is loop-padded with its own frames",
         "num_crops": crops,
         "spatial": "resize the short side to eval_short_side (bilinear), then "
                    + ("one centre crop" if crops == 1 else

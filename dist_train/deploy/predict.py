@@ -63,7 +63,8 @@ class InferenceModel:
 
 def video_clips(path: str, meta: dict) -> np.ndarray:
     return load_video_clips(path, meta["clip_len"], meta["crop_size"], meta["eval_short_side"],
-                            meta["temporal_stride"], meta["clip_sampling"]["num_crops"])
+                            meta["temporal_stride"], meta["clip_sampling"]["num_crops"],
+                            meta["clip_sampling"].get("protocol", "paper"))
 
 
 def video_probabilities(model: InferenceModel, path: str, batch_size: int = 8) -> np.ndarray:

@@ -248,6 +248,7 @@ def evaluate_model(cfg, model: nn.Layer, out_dir: str | None = None, source: str
     report = build_report(probs, dataset.labels, [r[2] for r in ordered],
                           [r[3] for r in ordered], dataset.video_names, names, cfg["eval.topk"])
     report.update({"num_items": int(sum(r[1] for r in ordered)), "crops": dataset.num_crops,
+                   "protocol": cfg["eval.protocol"],
                    "world_size": world_size, "batch_size_per_rank": cfg["eval.batch_size"],
                    "rank_videos": rank_videos, "weights": source,
                    "list": cfg["data.test_list"] or cfg["data.val_list"],
