@@ -20,6 +20,7 @@ import paddle.nn as nn
 
 from dist_train.models import MODELS, build_model, model_options
 from dist_train.models.preprocess import NORMALIZATION_PRESETS, Preprocess, normalization_from_preset
+from dist_train.models.resnet import default_shortcut
 
 NOT_ADOPTED_OPTIONS = ("data_format",)  # a layout choice: the weights fit either
 
@@ -72,7 +73,10 @@ class PretrainedMismatch(ValueError):
 
 
 def _option_default(name: str, option: str):
-    return inspect.signature(MODELS[name]).parameters[option].default
+    default = inspect.signature(MODELS[name]).parameters[option].default
+    if default is None and option == "shortcut" and name.startswith("resnet-"):
+        return default_shortcut(int(name.split("-")[1]))  # A up to 34 layers, B beyond
+    return default
 
 
 def _effective_options(name: str, options: dict) -> dict:
