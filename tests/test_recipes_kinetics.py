@@ -113,3 +113,33 @@ def test_kinetics_configs_hold_the_paper_protocol_and_scale_lr():
         net = build_model("resnext-101", 400, **network_options(load_config(RX101)))
     trainable = sum(int(p.size) for p in net.parameters() if not p.stop_gradient)
     assert trainable == 48_340_816  # REFERENCE §1: ResNeXt-101 32x4d, 400 classes
+
+
+@pytest.mark.parametrize("dataset,classes", [("ucf101", 101), ("hmdb51", 51)])
+def test_finetune_configs_agree_with_their_pretraining(dataset, classes, monkeypatch):
+    """Strict comparison (nothing taken): each fine-tune config repeats its source's network
+    options and normalisation, points at that run, and uses the author's fine-tuning settings."""
+    monkeypatch.chdir(REPO)  # the configs' relative paths resolve against the working directory
+    from dist_train.checkpoint.source import _spec_from_meta
+    from dist_train.config import load_config
+    from dist_train.models.from_config import adopt_model_spec, model_spec
+    from dist_train.models.preprocess import normalization_from_preset
+
+    released = _spec_from_meta({"model": "resnet-18", "shortcut": "A", "options": {},
+                                "num_classes": 400,
+                                "normalization": normalization_from_preset("activitynet")},
+                               "converted resnet-18-kinetics")
+    pairs = [(f"r3d18_kinetics_finetune_{dataset}.yaml", released, None),
+             (f"r3d50_kinetics400_finetune_{dataset}.yaml", R50, "r3d50_kinetics400"),
+             (f"resnext101_kinetics400_finetune_{dataset}.yaml", RX101, "resnext101_kinetics400")]
+    for name, source, run_name in pairs:
+        cfg = load_config(os.path.join(REPO, "configs", name))
+        spec = source if isinstance(source, dict) else model_spec(load_config(source))
+        same, taken = adopt_model_spec(cfg, spec, str(source), adopt=False)
+        assert same is cfg and taken == [], name
+        if run_name:
+            assert cfg["model.pretrained"] == os.path.join(REPO, "runs", run_name)
+        assert cfg["model.num_classes"] == classes
+        assert cfg["data.train_list"].endswith(f"{dataset}_train_split1.txt")
+        assert (cfg["model.ft_begin_module"], cfg["train.lr"], cfg["optim.weight_decay"]) == \
+            ("layer4", 0.001, 1e-5)
