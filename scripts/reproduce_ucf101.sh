@@ -38,7 +38,12 @@ export DIST_TRAIN_SKIP_SETUP=1  # launch.sh below: set up once, here
 if [[ "$SMOKE" == 1 ]]; then
   WORK="${WORK:-runs/reproduce_ucf101_smoke}"
   DATA="$WORK/data" ; PTH="$WORK/pretrained/resnet-18-kinetics.pth" ; RUN="$WORK/run"
-  [[ "$DRY_RUN" == 1 ]] || rm -rf "$WORK"
+  # WORK is recreated; refuse to delete a directory this script did not make.
+  if [[ "$DRY_RUN" == 0 && -e "$WORK" ]]; then
+    [[ -f "$WORK/.reproduce_smoke" ]] || { echo "reproduce_ucf101.sh: WORK=$WORK exists and was not made by --smoke; choose another WORK" >&2; exit 2; }
+    rm -rf "$WORK"
+  fi
+  [[ "$DRY_RUN" == 1 ]] || { mkdir -p "$WORK" && touch "$WORK/.reproduce_smoke"; }
   run "$PY" data_tools/make_synthetic.py --out "$DATA" --classes 4 --videos-per-class 8 \
     --height 32 --width 40 --min-frames 8 --max-frames 16
   run "$PY" data_tools/extract_frames.py --src "$DATA/UCF-101" --dst "$DATA/frames"
