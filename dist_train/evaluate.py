@@ -4,7 +4,7 @@ softmax averaged per video. Single process or under ``python -m paddle.distribut
     python dist_train/evaluate.py -c CONFIG --weights PATH [-o key=value ...] [--crops 1|3]
 
 PATH is a .pdparams weights file or a checkpoint directory. Writes <run.dir>/eval/report.json,
-confusion_matrix.csv/.png and video_probs.npz (or into --out-dir).
+confusion_matrix.csv/.png, per_class_accuracy.png and video_probs.npz (or into --out-dir).
 """
 from __future__ import annotations
 
