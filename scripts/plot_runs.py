@@ -93,6 +93,7 @@ def draw(runs: dict[str, list[dict]], mode: str, out: str) -> None:
         legend_cell.plot([], [], "-", color=f"C{index % 10}", linewidth=3, label=run_dir)
     legend_cell.plot([], [], "-", color="0.4", linewidth=1, label="train (logged steps)")
     legend_cell.plot([], [], "o-", color="0.4", markersize=4, label="validation")
+    legend_cell.plot([], [], ":", color="0.4", label="waiting for other ranks")
     legend_cell.legend(loc="upper left", fontsize=9, frameon=False)
     figure.suptitle(f"{len(runs)} runs over {X_LABELS[mode]}")
     figure.tight_layout()

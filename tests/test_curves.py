@@ -1,0 +1,141 @@
+"""A run at a glance: curves.png / curves.json kept by rank 0 (also across a resume, and as a
+warning only when the picture cannot be written), scripts/plot_runs.py over two runs, and the
+per-class accuracy chart of an evaluation."""
+import json
+import os
+import re
+import signal
+
+import pytest
+
+from helpers import child_env, run_cli
+from train_fixtures import make_dataset, write_config
+
+pytestmark = pytest.mark.paddle2
+
+# series name -> (row kind, key) of metrics.jsonl, written out here independently of curves.py
+EXPECTED_SERIES = {"train_loss": ("train", "loss"), "val_loss": ("epoch", "val_loss"),
+                   "train_top1": ("train", "top1"), "val_top1": ("epoch", "val_top1"),
+                   "lr": ("train", "lr"), "clips_per_s": ("train", "clips_per_s"),
+                   "data_wait": ("train", "data_wait"), "sync_wait": ("train", "sync_wait")}
+
+
+def image_size(path):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()  # decodes every pixel, not only the header
+        return image.size
+
+
+def rows_of(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two 1-process runs of 2 steps per epoch with validation every epoch:
+    - "resumed" (2 epochs): the first attempt is SIGKILLed inside global step 4, after step 3's
+      row was written; the resume from the epoch-0 checkpoint (step 2) writes step 3 again;
+    - "blocked" (1 epoch): a directory stands where curves.png goes."""
+    base = tmp_path_factory.mktemp("curves")
+    dataset = make_dataset(str(base / "data"), videos_per_class=6)  # 16 training videos
+    settings = {"log.curves": True, "data.num_workers": 0}
+    resumed, blocked = str(base / "resumed"), str(base / "blocked")
+    config = write_config(str(base / "resumed.yaml"), *dataset, resumed, **settings, **{"train.epochs": 2})
+    killed = run_cli(["dist_train/train.py", "-c", config],
+                     env=child_env(DIST_TRAIN_KILL_AT_STEP="4"), check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    again = run_cli(["dist_train/train.py", "-c", config, "--resume", "auto"])
+    os.makedirs(os.path.join(blocked, "curves.png"))
+    config = write_config(str(base / "blocked.yaml"), *dataset, blocked, **settings)
+    stopped = run_cli(["dist_train/train.py", "-c", config])
+    return {"resumed": resumed, "blocked": blocked, "again": again, "stopped": stopped, "base": base}
+
+
+def test_curves_png_and_json_match_metrics(runs):
+    run = runs["resumed"]
+    with open(os.path.join(run, "curves.json")) as f:
+        info = json.load(f)
+    assert image_size(os.path.join(run, "curves.png")) == (info["width"], info["height"]) == (1200, 900)
+    rows = rows_of(run)
+    assert info["rows"] == len(rows) and info["x"] == "global_step"
+    assert info["epoch_ends"] == [r["global_step"] for r in rows if r["kind"] == "epoch"] == [2, 4]
+    expected = {}
+    for name, (kind, key) in EXPECTED_SERIES.items():
+        picked = [r for r in rows if r["kind"] == kind and key in r]
+        if picked:
+            expected[name] = {"x": [r["global_step"] for r in picked], "y": [r[key] for r in picked]}
+    assert {"train_loss", "val_loss", "train_top1", "val_top1", "lr", "clips_per_s",
+            "data_wait"} <= set(expected)
+    assert {name: {"x": s["x"], "y": s["y"]} for name, s in info["series"].items()} == expected
+    # The drawing ran in a child process and its cost on the training thread was logged.
+    log = open(os.path.join(run, "train.log")).read()
+    assert re.search(rf"curves: \S+curves\.png drawn from {len(rows)} rows in [\d.]+ s in a child process "
+                     r"\(the training thread spent [\d.]+ ms starting it\)", log), log[-2000:]
+
+
+def test_resumed_run_draws_one_curve_without_repeated_steps(runs):
+    # The killed attempt had written step 3, which the resume cut and wrote again.
+    assert "1 metrics rows after it removed" in runs["again"].stdout
+    with open(os.path.join(runs["resumed"], "curves.json")) as f:
+        series = json.load(f)["series"]
+    assert series["train_loss"]["x"] == [1, 2, 3, 4]
+    assert series["val_top1"]["x"] == [2, 4]
+    for name, s in series.items():
+        assert s["x"] == sorted(set(s["x"])), name
+
+
+def test_unwritable_picture_is_a_warning_and_the_run_completes(runs):
+    run, proc = runs["blocked"], runs["stopped"]
+    assert re.search(r"WARNING curves: curves\.png not updated \(exit code 2: curves: error: .*"
+                     r"Is a directory.*\); training goes on", proc.stdout), proc.stdout[-3000:]
+    assert proc.stdout.count("WARNING curves:") == 1  # not tried again on the same rows
+    assert os.path.isdir(os.path.join(run, "curves.png"))
+    assert not os.path.exists(os.path.join(run, "curves.json"))  # it describes a picture only
+    assert [r["kind"] for r in rows_of(run)] == ["train", "train", "epoch"]
+    assert "training finished at global step 2" in proc.stdout
+    with open(os.path.join(run, "checkpoints", "latest")) as f:
+        assert f.read().strip() == "step_000002"
+
+
+def test_plot_runs_overlays_two_runs_and_prints_their_table(runs):
+    out = str(runs["base"] / "compare.png")
+    proc = run_cli(["scripts/plot_runs.py", runs["resumed"], runs["blocked"], "--out", out,
+                    "--x", "epoch"], timeout=120)
+    assert image_size(out) == (1200, 900)
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:4] == ["run", "best", "val", "top-1"] and lines[-1] == f"picture: {out}"
+    table = {line.split()[0]: line.split() for line in lines[1:3]}
+    for run, attempts in ((runs["resumed"], "2"), (runs["blocked"], "1")):
+        validated = [r for r in rows_of(run) if "val_top1" in r]
+        best = max(validated, key=lambda r: r["val_top1"])
+        first_best = next(r for r in validated if r["val_top1"] == best["val_top1"])
+        cells = table[run]
+        assert cells[1] == f"{best['val_top1']:.4f}" and cells[2] == str(first_best["epoch"] + 1)
+        assert cells[3] == "-"  # no eval/report.json
+        # wall time ("N s" or "N min NN s"), attempts, median clips/s, data wait
+        assert re.fullmatch(r"\d+ s|\d+ min \d\d s", " ".join(cells[4:-3])), cells
+        assert cells[-3] == attempts and float(cells[-2]) > 0 and cells[-1].endswith("%")
+    missing = run_cli(["scripts/plot_runs.py", str(runs["base"]), "--out", out], check=False)
+    assert missing.returncode == 2 and "metrics.jsonl does not exist" in missing.stderr
+
+
+def test_evaluation_writes_a_per_class_chart_and_names_both_images(tmp_path):
+    from dist_train.evaluation.report import PER_CLASS_PNG, write_eval_outputs
+
+    names = [f"class_{i}" for i in range(20)]
+    per_class = {name: {"videos": 2, "accuracy": (i % 5) / 4} for i, name in enumerate(names)}
+    per_class["class_7"] = {"videos": 0, "accuracy": None}
+    report = {"video_top1": 0.5, "mean_class_accuracy": 0.5, "per_class_accuracy": per_class,
+              "confusion_matrix": [[1 if i == j else 0 for j in range(20)] for i in range(20)],
+              "videos": [{"video": f"v{i}", "label": i} for i in range(20)]}
+    write_eval_outputs(str(tmp_path), report, [[0.05] * 20] * 20, names)
+    with open(tmp_path / "report.json") as f:
+        body = json.load(f)
+    assert body["confusion_matrix_png"] == "confusion_matrix.png"
+    assert body["per_class_accuracy_png"] == PER_CLASS_PNG == "per_class_accuracy.png"
+    width, height = image_size(tmp_path / PER_CLASS_PNG)
+    assert width == 900 and height > 300
+    image_size(tmp_path / "confusion_matrix.png")
