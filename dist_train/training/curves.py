@@ -123,8 +123,9 @@ def plot_series(ax, name: str, x, y, percent: bool, color: str, label: str) -> N
     values = [v * scale for v in y]
     if name.startswith("val_"):  # once per validation: markers
         ax.plot(x, values, "o-", color=color, markersize=4, linewidth=1.5, label=label)
-    else:
-        ax.plot(x, values, "-", color=color, linewidth=1.0, alpha=0.85, label=label)
+    else:  # waiting for the other ranks dotted, beside waiting for data in the same colour
+        ax.plot(x, values, ":" if name == "sync_wait" else "-", color=color, linewidth=1.0,
+                alpha=0.85, label=label)
 
 
 def mark_epochs(panels: dict, ends: list[int]) -> None:
