@@ -33,6 +33,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    import dist_train  # noqa: F401  (before Paddle: the report's PNGs need zlib loaded first, see compat.py)
     import paddle
 
     from dist_train import cpu_memory, dist
