@@ -122,6 +122,45 @@ def test_plot_runs_overlays_two_runs_and_prints_their_table(runs):
     assert missing.returncode == 2 and "metrics.jsonl does not exist" in missing.stderr
 
 
+def test_the_last_picture_draws_every_row_and_stops_a_superseded_drawing(tmp_path):
+    import logging
+
+    from dist_train.training.curves import CurvesDrawer
+
+    def append(steps):
+        with open(tmp_path / "metrics.jsonl", "a") as f:
+            for step in steps:
+                f.write(json.dumps({"kind": "train", "epoch": 0, "global_step": step, "loss": 1.0 / step,
+                                    "top1": 0.5, "lr": 0.1, "clips_per_s": 9.0, "data_wait": 0.1}) + "\n")
+
+    logger = logging.getLogger("dist_train")
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append((record.levelname, record.getMessage()))
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        drawer = CurvesDrawer(str(tmp_path))
+        append([1, 2, 3])
+        drawer.refresh()
+        drawer.collect(wait=True)  # drawn: 3 rows
+        append([4, 5, 6])
+        drawer.refresh()  # starts a drawing ...
+        append([7])  # ... that a row comes after: finish() stops it and draws all 7 rows
+        drawer.finish()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    drawn = [re.search(r"drawn from (\d+) rows", m).group(1) for _, m in messages if "drawn from" in m]
+    assert drawn == ["3", "7"], messages
+    assert ("INFO", "curves: stopped a drawing that started before the last rows") in messages
+    assert not [m for m in messages if m[0] != "INFO"], messages
+    with open(tmp_path / "curves.json") as f:
+        assert json.load(f)["series"]["train_loss"]["x"] == [1, 2, 3, 4, 5, 6, 7]
+    assert sorted(os.listdir(tmp_path)) == ["curves.json", "curves.png", "metrics.jsonl"]  # no temporary file
+
+
 def test_evaluation_writes_a_per_class_chart_and_names_both_images(tmp_path):
     from dist_train.evaluation.report import PER_CLASS_PNG, write_eval_outputs
 

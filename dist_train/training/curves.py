@@ -9,10 +9,12 @@ share of the step time spent waiting for data (and for the other ranks). A resum
 Rank 0's ``MetricsLog`` calls ``CurvesDrawer.refresh()`` after each validation and
 ``finish()`` at the end. The drawing runs in a child process, ``python -m
 dist_train.training.curves RUN_DIR`` (also the way to draw a run by hand): the training thread
-only starts it (milliseconds, logged beside the drawing time), runs on while it draws at a lower
-CPU priority, and waits for it only at the end. The child imports no Paddle, so Paddle 2.6's zlib
-clash (compat.py) cannot reach its PNG encoder, and a crash while drawing cannot take the run
-with it. A drawing that fails is a warning: the picture is a view, ``metrics.jsonl`` the record.
+only starts it (milliseconds, logged beside the drawing time) and runs on while it draws at a
+lower CPU priority. One drawing at a time: rows that come while one runs are drawn by the next.
+At the end it waits (at most FINISH_TIMEOUT_S) for a last picture of every row. The child imports
+no Paddle, so Paddle 2.6's zlib clash (compat.py) cannot reach its PNG encoder, and a crash while
+drawing cannot take the run with it. A drawing that fails or times out is a warning: the picture
+is a view, ``metrics.jsonl`` the record.
 
 ``curves.json``, written after the picture it describes: ``{"format_version": 1, "image":
 "curves.png", "width", "height" (pixels), "x": "global_step", "rows" (rows of metrics.jsonl
@@ -27,6 +29,7 @@ import io
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -59,6 +62,7 @@ PANELS = {
     "wait": ("waiting, share of the step time", "%", True),
 }
 FINISH_TIMEOUT_S = 15.0  # under the 20 s barrier other ranks wait at after a preemption
+DRAWING_NICE = 10  # while training runs, the drawing gets the CPU the training leaves
 
 
 def is_number(value) -> bool:
@@ -196,8 +200,9 @@ class CurvesDrawer:
     def __init__(self, run_dir: str):
         self.run_dir = run_dir
         self.proc = None
-        self.started = 0.0
+        self.start_cost_s = 0.0  # time the training thread spent starting the last drawing
         self.drawn_size = -1  # bytes of metrics.jsonl the last drawing read (at least)
+        self.started_size = -1  # bytes of metrics.jsonl when the running drawing started
 
     def metrics_size(self) -> int:
         try:
@@ -209,31 +214,41 @@ class CurvesDrawer:
         """Start a drawing unless one is still running (the next refresh or finish() catches up)."""
         self.collect(wait=False)
         if self.proc is None:
-            self.start()
+            self.start(nice=DRAWING_NICE)
 
     def finish(self, timeout_s: float = FINISH_TIMEOUT_S) -> None:
-        """Wait for the running drawing; draw again if rows came since it started."""
+        """A last drawing of every row, at full CPU priority. A drawing still running on fewer
+        rows is stopped first (SIGTERM: it removes its temporary file), not waited for."""
         deadline = time.monotonic() + timeout_s
+        if self.proc is not None and self.proc.poll() is None and self.metrics_size() != self.started_size:
+            self.proc.terminate()
+            try:
+                self.proc.communicate(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.communicate()
+            self.proc = None
+            get_logger().info("curves: stopped a drawing that started before the last rows")
         self.collect(wait=True, timeout_s=timeout_s)
-        if self.metrics_size() != self.drawn_size and self.start():
+        if self.metrics_size() != self.drawn_size and self.start(nice=0):  # training is over
             self.collect(wait=True, timeout_s=max(1.0, deadline - time.monotonic()))
 
-    def start(self) -> bool:
+    def start(self, nice: int) -> bool:
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-        self.drawn_size = self.metrics_size()
+        self.drawn_size = self.started_size = self.metrics_size()
         tick = time.perf_counter()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dist_train.training.curves", self.run_dir, "--nice", "10"],
+                [sys.executable, "-m", "dist_train.training.curves", self.run_dir, "--nice", str(nice)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 env=env)
         except OSError as e:
             get_logger().warning(f"curves: cannot start the drawing process ({e}); "
                                  f"{CURVES_PNG} not updated, training goes on")
             return False
-        self.started = time.perf_counter() - tick
+        self.start_cost_s = time.perf_counter() - tick
         return True
 
     def collect(self, wait: bool, timeout_s: float = FINISH_TIMEOUT_S) -> None:
@@ -263,7 +278,7 @@ class CurvesDrawer:
         self.drawn_size = max(self.drawn_size, done.get("metrics_bytes", -1))
         log.info(f"curves: {os.path.join(self.run_dir, CURVES_PNG)} drawn from {done.get('rows')} "
                  f"rows in {done.get('seconds')} s in a child process (the training thread spent "
-                 f"{1000 * self.started:.1f} ms starting it)")
+                 f"{1000 * self.start_cost_s:.1f} ms starting it)")
 
 
 def main(argv=None) -> int:
@@ -274,6 +289,9 @@ def main(argv=None) -> int:
     parser.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by N")
     args = parser.parse_args(argv)
     tick = time.perf_counter()
+    # SIGTERM (finish() stopping a superseded drawing) raises SystemExit, so atomic_open
+    # removes its temporary file.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     if args.nice:
         os.nice(args.nice)
     if not os.path.isfile(os.path.join(args.run_dir, METRICS_FILE)):
