@@ -161,6 +161,32 @@ def test_the_last_picture_draws_every_row_and_stops_a_superseded_drawing(tmp_pat
     assert sorted(os.listdir(tmp_path)) == ["curves.json", "curves.png", "metrics.jsonl"]  # no temporary file
 
 
+def test_run_summary_counts_every_attempt_and_leaves_the_gaps_out_of_the_time_axis(tmp_path):
+    import time
+
+    from dist_train.training.run_summary import attempts, summarize, training_seconds
+
+    start = "rank 0/2 on cpu, Paddle 3.3.1, run dir x"  # training/loop.py's first line
+    (tmp_path / "train.log").write_text(
+        f"2026-01-01 10:00:00 [rank 0] INFO {start}\n"
+        "2026-01-01 10:00:30 [rank 0] INFO epoch 0 step 10/20 loss 1.2\n"
+        "Traceback (most recent call last):\n"  # a continuation line has no time
+        f"2026-01-01 10:05:00 [rank 0] INFO {start}\n"
+        "2026-01-01 10:05:20 [rank 0] WARNING curves: something\n")
+    t0 = time.mktime(time.strptime("2026-01-01 10:00:00", "%Y-%m-%d %H:%M:%S"))
+    rows = [{"kind": "train", "global_step": 1, "time": t0 + 10, "clips_per_s": 10.0, "data_wait": 0.1},
+            {"kind": "epoch", "epoch": 0, "global_step": 2, "time": t0 + 20, "val_top1": 0.5},
+            {"kind": "train", "global_step": 3, "time": t0 + 310, "clips_per_s": 30.0, "data_wait": 0.3},
+            {"kind": "train", "global_step": 4, "time": t0 + 315, "clips_per_s": 40.0, "data_wait": 0.2},
+            {"kind": "epoch", "epoch": 1, "global_step": 4, "time": t0 + 318, "val_top1": 0.5}]
+    assert attempts(str(tmp_path), rows) == [(t0, t0 + 30), (t0 + 300, t0 + 320)]
+    assert training_seconds([r["time"] for r in rows], attempts(str(tmp_path), rows)) == [10, 20, 40, 45, 48]
+    summary = summarize(str(tmp_path), rows)
+    assert summary == {"best_val_top1": 0.5, "best_epoch": 1, "video_top1": None, "wall_s": 50,
+                       "attempts": 2, "median_clips_per_s": 30.0,
+                       "data_wait_pct": pytest.approx(20.0), "global_step": 4}
+
+
 def test_evaluation_writes_a_per_class_chart_and_names_both_images(tmp_path):
     from dist_train.evaluation.report import PER_CLASS_PNG, write_eval_outputs
 
