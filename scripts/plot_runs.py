@@ -8,7 +8,8 @@ Each RUN_DIR is a run directory of dist_train/train.py (its metrics.jsonl; confi
 (global step x train.batch_size) or time (minutes of training, the gaps between attempts left
 out). The table: best validation clip top-1 and the epoch it was reached (1-based), video-level
 top-1, wall time over all attempts, median clips/s and mean data wait over the logged steps.
-Exit code 2 when a RUN_DIR has no metrics.jsonl or --x samples finds no train.batch_size.
+Exit code 2 when a RUN_DIR has no metrics.jsonl, --x samples finds no train.batch_size or
+--out cannot be written.
 """
 from __future__ import annotations
 
@@ -106,11 +107,11 @@ def table(runs: dict[str, list[dict]]) -> list[str]:
     body = []
     for run_dir, rows in runs.items():
         s = run_summary.summarize(run_dir, rows)
-        cell = lambda v, f: "-" if v is None else f.format(v)  # noqa: E731
-        body.append((run_dir, cell(s["best_val_top1"], "{:.4f}"), cell(s["best_epoch"], "{}"),
-                     cell(s["video_top1"], "{:.4f}"), run_summary.format_seconds(s["wall_s"]),
-                     str(s["attempts"]), cell(s["median_clips_per_s"], "{:.1f}"),
-                     cell(s["data_wait_pct"], "{:.1f}%")))
+        shown = run_summary.shown
+        body.append((run_dir, shown(s["best_val_top1"], "{:.4f}"), shown(s["best_epoch"]),
+                     shown(s["video_top1"], "{:.4f}"), run_summary.format_seconds(s["wall_s"]),
+                     str(s["attempts"]), shown(s["median_clips_per_s"], "{:.1f}"),
+                     shown(s["data_wait_pct"], "{:.1f}%")))
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
     return ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip()
             for row in [header, *body]]
@@ -127,6 +128,9 @@ def main(argv=None) -> int:
         draw(runs, args.x, args.out)
     except RunError as e:
         print(f"plot_runs.py: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the picture: an unwritable --out
+        print(f"plot_runs.py: error: cannot write {args.out}: {e}", file=sys.stderr)
         return 2
     print("\n".join(table(runs)))
     print(f"picture: {args.out}")

@@ -37,7 +37,7 @@ import time
 from dist_train.atomic import atomic_write_bytes, atomic_write_text
 from dist_train.logs import get_logger
 from dist_train.training.metrics import METRICS_FILE, read_metrics
-from dist_train.training.run_summary import format_seconds, summarize
+from dist_train.training.run_summary import format_seconds, shown, summarize
 
 CURVES_PNG, CURVES_JSON = "curves.png", "curves.json"
 FORMAT_VERSION = 1
@@ -185,12 +185,11 @@ def draw_run(run_dir: str, out_png: str | None = None) -> dict:
 
 def summary_text(run_dir: str, rows: list[dict]) -> list[str]:
     s = summarize(run_dir, rows)
-    fmt = lambda v, f: "-" if v is None else f.format(v)  # noqa: E731
     return [f"epochs finished  {len(epoch_ends(rows))}",
-            f"global steps     {fmt(s['global_step'], '{}')}",
-            f"best val top-1   {fmt(s['best_val_top1'], '{:.4f}')} (epoch {fmt(s['best_epoch'], '{}')})",
-            f"median clips/s   {fmt(s['median_clips_per_s'], '{:.1f}')}",
-            f"data wait        {fmt(s['data_wait_pct'], '{:.1f}')} %",
+            f"global steps     {shown(s['global_step'])}",
+            f"best val top-1   {shown(s['best_val_top1'], '{:.4f}')} (epoch {shown(s['best_epoch'])})",
+            f"median clips/s   {shown(s['median_clips_per_s'], '{:.1f}')}",
+            f"data wait        {shown(s['data_wait_pct'], '{:.1f} %')}",
             f"wall time        {format_seconds(s['wall_s'])} over {s['attempts']} attempt(s)"]
 
 

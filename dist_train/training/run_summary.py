@@ -58,6 +58,11 @@ def training_seconds(times: list[float], spans: list[tuple[float, float]]) -> li
     return out
 
 
+def shown(value, spec: str = "{}") -> str:
+    """``spec.format(value)``, or '-' for a number nothing gave."""
+    return "-" if value is None else spec.format(value)
+
+
 def format_seconds(seconds) -> str:
     """'-', '42 s', '12 min 05 s' or '3 h 07 min'."""
     if seconds is None:
