@@ -32,6 +32,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 from dist_train.atomic import atomic_write_bytes, atomic_write_text
@@ -199,6 +200,7 @@ class CurvesDrawer:
     def __init__(self, run_dir: str):
         self.run_dir = run_dir
         self.proc = None
+        self.output = None  # the running drawing's stdout and stderr
         self.start_cost_s = 0.0  # time the training thread spent starting the last drawing
         self.drawn_size = -1  # bytes of metrics.jsonl the last drawing read (at least)
         self.started_size = -1  # bytes of metrics.jsonl when the running drawing started
@@ -220,13 +222,7 @@ class CurvesDrawer:
         rows is stopped first (SIGTERM: it removes its temporary file), not waited for."""
         deadline = time.monotonic() + timeout_s
         if self.proc is not None and self.proc.poll() is None and self.metrics_size() != self.started_size:
-            self.proc.terminate()
-            try:
-                self.proc.communicate(timeout=5.0)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.communicate()
-            self.proc = None
+            self.stop()
             get_logger().info("curves: stopped a drawing that started before the last rows")
         self.collect(wait=True, timeout_s=timeout_s)
         if self.metrics_size() != self.drawn_size and self.start(nice=0):  # training is over
@@ -237,40 +233,53 @@ class CurvesDrawer:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         self.drawn_size = self.started_size = self.metrics_size()
+        self.output = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # a file: no pipe to fill
         tick = time.perf_counter()
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "dist_train.training.curves", self.run_dir, "--nice", str(nice)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                env=env)
+                stdin=subprocess.DEVNULL, stdout=self.output, stderr=subprocess.STDOUT, env=env)
         except OSError as e:
+            self.output.close()
             get_logger().warning(f"curves: cannot start the drawing process ({e}); "
                                  f"{CURVES_PNG} not updated, training goes on")
             return False
         self.start_cost_s = time.perf_counter() - tick
         return True
 
+    def stop(self) -> None:
+        """End the running drawing (SIGTERM, then SIGKILL after 5 s) and forget it."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+        self.output.close()
+
     def collect(self, wait: bool, timeout_s: float = FINISH_TIMEOUT_S) -> None:
         """Reap a finished drawing (or wait for it); a failure or a timeout is a warning."""
         proc, log = self.proc, get_logger()
         if proc is None or (not wait and proc.poll() is None):
             return
-        self.proc = None
         try:
-            out, err = proc.communicate(timeout=timeout_s)
+            proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+            self.stop()
             log.warning(f"curves: drawing {CURVES_PNG} took over {timeout_s:.0f} s and was stopped; "
                         f"draw it later with: python -m dist_train.training.curves {self.run_dir}")
             return
+        self.proc = None
+        self.output.seek(0)
+        lines = [line for line in self.output.read().splitlines() if line.strip()]
+        self.output.close()
         if proc.returncode != 0:
-            lines = [line for line in err.splitlines() if line.strip()]
             log.warning(f"curves: {CURVES_PNG} not updated (exit code {proc.returncode}: "
                         f"{lines[-1] if lines else 'no message'}); training goes on")
             return
         try:
-            done = json.loads(out.strip().splitlines()[-1])
+            done = json.loads(lines[-1])
         except (ValueError, IndexError):
             done = {}
         # The child may have read rows written after it started: finish() need not draw them again.
@@ -298,10 +307,16 @@ def main(argv=None) -> int:
               "(give a run directory of dist_train/train.py)", file=sys.stderr)
         return 2
     try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("curves: error: matplotlib is not installed (pip install matplotlib, or set "
+              "log.curves=false)", file=sys.stderr)
+        return 2
+    try:
         size = os.path.getsize(os.path.join(args.run_dir, METRICS_FILE))  # before reading it
         info = draw_run(args.run_dir, args.out)
     except OSError as e:
-        print(f"curves: error: cannot write the curves: {e}", file=sys.stderr)
+        print(f"curves: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({"rows": info["rows"], "metrics_bytes": size,
                       "seconds": round(time.perf_counter() - tick, 3)}))
