@@ -77,7 +77,7 @@ class MetricsLog:
         self.vdl = None
         self.curves = None
         if enabled and curves:
-            from dist_train.training.curves import CurvesDrawer  # it reads this module's file
+            from dist_train.training.curves import CurvesDrawer  # lazy: curves.py imports this module
 
             self.curves = CurvesDrawer(run_dir)
         if enabled and visualdl:
