@@ -122,6 +122,8 @@ SCHEMA: dict[str, Key] = {
     # --- logging ---
     "log.every_steps": Key("int", 10, "log a training line every N optimizer steps"),
     "log.visualdl": Key("bool", True, "write VisualDL scalars under <run.dir>/vdl"),
+    "log.curves": Key("bool", True, "rank 0 redraws <run.dir>/curves.png (+ curves.json) after "
+                      "each validation and at the end, in a child process"),
     # --- export ---
     "export.at_end": Key("bool", True, "export the best model at the end of training"),
     "export.format": Key("str", "auto", "inference format: pir (.json, Paddle 3), legacy (.pdmodel, "
