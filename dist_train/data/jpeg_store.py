@@ -56,7 +56,7 @@ def decode_jpeg(data):
 
     The same OpenCV decode as ``readers.read_rgb_image`` (grey images become three channels).
     """
-    buffer = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data
+    buffer = data if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
     if _IMREAD_RGB is not None:
         return cv2.imdecode(buffer, _IMREAD_RGB)
     image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
@@ -90,7 +90,8 @@ def load_index(store_dir):
     names = _load_json(os.path.join(store_dir, VIDEO_NAMES), "video list")
     try:
         table = np.load(os.path.join(store_dir, VIDEO_TABLE))
-        ends = np.load(os.path.join(store_dir, FRAME_ENDS), mmap_mode="r")
+        # A plain ndarray view of the map: slicing a np.memmap subclass costs more per call.
+        ends = np.asarray(np.load(os.path.join(store_dir, FRAME_ENDS), mmap_mode="r"))
     except (OSError, ValueError) as error:
         raise StoreError(f"{store_dir}: index arrays unreadable ({error}); re-run the 'merge' "
                          f"step of {PREPARE_TOOL}") from error
@@ -162,60 +163,64 @@ class JpegStoreReader:
         return fd
 
     def _entry(self, video):
+        """[shard, offset, frame_row, n_frames, height, width] of a video (Python ints)."""
         row = self._rows.get(video)
         if row is None:
             raise BadSampleError(os.path.join(self.root, video),
                                  f"video not in the store index ({len(self._rows)} videos); "
                                  f"prepare it with {PREPARE_TOOL} (failed videos are listed "
                                  f"in its prepare_report.json)")
-        return self._table[row]
+        return self._table[row].tolist()
 
     def num_frames(self, video):
-        return int(self._entry(video)[3])
+        return self._entry(video)[3]
 
     def frame_size(self, video):
         """(height, width) of a video's frames, from the index (no read)."""
-        entry = self._entry(video)
-        return int(entry[4]), int(entry[5])
+        return tuple(self._entry(video)[4:])
 
     def frame_bytes(self, video):
         """Every frame's JPEG bytes of a video, in order (one read)."""
-        n = self.num_frames(video)
-        data, starts = self._read_range(video, 0, n - 1)
-        return [data[starts[i]:starts[i + 1]] for i in range(n)]
+        entry = self._entry(video)
+        data, bounds = self._read_range(video, entry, 0, entry[3] - 1)
+        return [data[bounds[i]:bounds[i + 1]] for i in range(entry[3])]
 
-    def _read_range(self, video, first, last):
-        """Bytes of frames first..last (one pread) and the frames' start offsets within them."""
-        shard, offset, frame_row, n, _, _ = (int(v) for v in self._entry(video))
+    def _read_range(self, video, entry, first, last):
+        """Bytes of frames first..last (ONE pread) and the frames' bounds within them: frame
+        first + j is ``data[bounds[j]:bounds[j + 1]]``."""
+        shard, offset, frame_row, n = entry[:4]
         if first < 0 or last >= n:
             raise BadSampleError(os.path.join(self.root, video),
                                  f"frame {last + 1} requested, the store holds {n} (the list's "
                                  f"frame count is too large?)")
-        ends = self._ends[frame_row + first:frame_row + last + 1].astype(np.int64)
-        begin = int(self._ends[frame_row + first - 1]) if first > 0 else 0
-        size = int(ends[-1]) - begin
+        if first:
+            ends = self._ends[frame_row + first - 1:frame_row + last + 1].tolist()
+        else:
+            ends = [0] + self._ends[frame_row:frame_row + last + 1].tolist()
+        begin = ends[0]
+        size = ends[-1] - begin
         data = os.pread(self._fd(shard), size, offset + begin)
         if len(data) != size:
             raise BadSampleError(os.path.join(self.root, self._shard_names[shard]),
                                  f"short read for {video} ({len(data)} of {size} bytes): the "
                                  f"shard is truncated; rebuild the store")
-        starts = np.concatenate(([0], ends - begin))
-        return data, starts
+        return data, [end - begin for end in ends]
 
     def read_frames(self, video, indices):
         unique = sorted(set(indices))
-        data, starts = self._read_range(video, unique[0], unique[-1])
+        entry = self._entry(video)
+        data, bounds = self._read_range(video, entry, unique[0], unique[-1])
         buffer = np.frombuffer(data, np.uint8)
-        height, width = self.frame_size(video)
+        shape = (entry[4], entry[5], 3)
         frames = {}
         for i in unique:
             j = i - unique[0]
-            image = decode_jpeg(buffer[starts[j]:starts[j + 1]])
-            if image is None or image.shape != (height, width, 3):
+            image = decode_jpeg(buffer[bounds[j]:bounds[j + 1]])
+            if image is None or image.shape != shape:
                 what = "does not decode" if image is None else f"decodes to {image.shape}"
                 raise BadSampleError(os.path.join(self.root, video),
-                                     f"frame {i + 1} {what} (the index says {height}x{width}); "
-                                     f"the store is damaged: rebuild it")
+                                     f"frame {i + 1} {what} (the index says {shape}); the store "
+                                     f"is damaged: rebuild it")
             frames[i] = image
         return _in_order(frames, indices, os.path.join(self.root, video))
 
