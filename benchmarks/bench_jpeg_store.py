@@ -13,7 +13,12 @@ bytes: the store prepared at short side 128, quality 90):
   system time, so the reads' kernel time counts): what one core of our own gives; steadier than
   wall time on a shared machine.
 - store_fraction_of_memory_bound_{per_s,per_cpu_s}, store_speedup_vs_frame_files_{...}: the
-  ratios (measures take turns window by window; each rate is the best of its windows).
+  ratios of the best windows (measures take turns window by window), and ``*_median_round``
+  the median over rounds of the ratio within a round (steadier under other load).
+- store_read_only_clips_per_cpu_s: the store's own work per clip alone (index look-up and the
+  one pread of a clip's 16 frames, no decode); store_read_overhead_us_per_clip its inverse and
+  store_read_overhead_share_of_bound_clip that time over a bound clip's time: the store's
+  fraction of the bound is about 1 / (1 + share), whatever the machine's load.
 - prepare_videos_per_s: preparation from the videos (decode, resize to 128, encode at 90) with
   one worker, and prepare_frames_per_s the output frames per second.
 - bytes_per_frame_s128_q90 / bytes_per_frame_s160_q90: store bytes / stored frames.
@@ -63,13 +68,13 @@ class InMemoryJpegReader:
 
 
 def rates(measures, seconds, windows):
-    """Clips per wall second and per CPU second of this process for each ``name: (fn, keys)``:
-    the best of ``windows`` windows (seconds / windows each). Windows of the measures take
-    turns, so a disturbance by other processes hits them alike. On a shared machine the CPU
-    time rate (what one core of our own would give) is the steadier one."""
-    wall = {name: 0.0 for name in measures}
-    cpu = dict(wall)
+    """Per window, clips per wall second and per CPU second of this process for each
+    ``name: (fn, keys)`` (``windows`` windows of seconds / windows each). Windows of the measures
+    take turns, so a disturbance by other processes hits them alike; on a shared machine the
+    CPU-time rate (what one core of our own gives) is the steadier one. Returns
+    {name: [(wall_rate, cpu_rate) per window]}."""
     position = {name: 0 for name in measures}
+    per_window = {name: [] for name in measures}
     for fn, keys in measures.values():
         fn(keys[0])  # warm-up: opens files, sizes buffers
     for _ in range(windows):
@@ -79,9 +84,25 @@ def rates(measures, seconds, windows):
                 fn(keys[position[name] % len(keys)])
                 position[name] += 1
                 done += 1
-            wall[name] = max(wall[name], done / (time.perf_counter() - start))
-            cpu[name] = max(cpu[name], done / max(time.process_time() - start_cpu, 1e-9))
-    return wall, cpu
+            per_window[name].append((done / (time.perf_counter() - start),
+                                     done / max(time.process_time() - start_cpu, 1e-9)))
+    return per_window
+
+
+def summarise(per_window, result):
+    """Best window of each measure (wall and CPU), and the median over rounds of the store's
+    ratio to the other two sources within the same round (robust to slow drifts of load)."""
+    for name, windows in per_window.items():
+        result[name] = max(w[0] for w in windows)
+        result[name.replace("_per_s", "_per_cpu_s")] = max(w[1] for w in windows)
+    store = per_window["store_clips_per_s"]
+    for other, label in (("memory_decode_bound_clips_per_s", "fraction_of_memory_bound"),
+                         ("frame_files_clips_per_s", "speedup_vs_frame_files")):
+        for unit, k in (("per_s", 0), ("per_cpu_s", 1)):
+            best = result[f"store_clips_{unit}"] / result[other.replace("per_s", unit)]
+            result[f"store_{label}_{unit}"] = round(best, 3)
+            rounds = [a[k] / b[k] for a, b in zip(store, per_window[other])]
+            result[f"store_{label}_{unit}_median_round"] = round(float(np.median(rounds)), 3)
 
 
 def to_h264(videos_root, names):
@@ -190,18 +211,20 @@ def main(argv=None):
         one = datasets["store_clips_per_s"][(1, 3)][0]
         for dataset in datasets.values():  # the same clip from every source
             np.testing.assert_array_equal(dataset[(1, 3)][0], one)
-        wall, cpu = rates({key: (ds.__getitem__, keys) for key, ds in datasets.items()},
-                          args.seconds, windows=args.windows)
-        result.update(wall)
-        result.update({key.replace("_per_s", "_per_cpu_s"): value for key, value in cpu.items()})
+        summarise(rates({key: (ds.__getitem__, keys) for key, ds in datasets.items()},
+                        args.seconds, windows=args.windows), result)
+        read_keys = [(e.video, list(range(e.num_frames - 16, e.num_frames))) for e in entries]
+        entry_of = {e.video: store._entry(e.video) for e in entries}
+        read_only = rates({"store_read_only_clips_per_s": (
+            lambda k: store._read_range(k[0], entry_of[k[0]], k[1][0], k[1][-1]), read_keys)},
+            1.0, windows=4)["store_read_only_clips_per_s"]
+        result["store_read_only_clips_per_cpu_s"] = max(w[1] for w in read_only)
+        overhead = 1 / result["store_read_only_clips_per_cpu_s"]
+        result["store_read_overhead_us_per_clip"] = overhead * 1e6
+        result["store_read_overhead_share_of_bound_clip"] = \
+            overhead * result["memory_decode_bound_clips_per_cpu_s"]
         result["index_load_s_300k_videos"] = index_load_seconds(tmp)
     result["load_avg_1m_end"] = os.getloadavg()[0]
-    for unit in ("per_s", "per_cpu_s"):
-        store = result[f"store_clips_{unit}"]
-        result[f"store_fraction_of_memory_bound_{unit}"] = round(
-            store / result[f"memory_decode_bound_clips_{unit}"], 3)
-        result[f"store_speedup_vs_frame_files_{unit}"] = round(
-            store / result[f"frame_files_clips_{unit}"], 3)
     b128, b160 = result["bytes_per_frame_s128_q90"], result["bytes_per_frame_s160_q90"]
     result["size_formula"] = {
         "formula": "store bytes = videos x seconds per video x fps x bytes per frame",
