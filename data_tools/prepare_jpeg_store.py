@@ -15,7 +15,8 @@ import argparse
 import sys
 
 from dist_train.data.lists import DataError, read_list
-from dist_train.data.prepare.jpeg_store import merge_store, parse_part, prepare_store
+from dist_train.data.prepare.jpeg_store import prepare_store
+from dist_train.data.prepare.jpeg_store_index import merge_store, parse_part
 
 TOOL = "prepare_jpeg_store.py"
 

@@ -16,8 +16,8 @@ from data_helpers import stamped_frame
 from dist_train.data.datasets import EvalClipDataset, TrainClipDataset
 from dist_train.data.jpeg_store import JpegStoreReader, StoreError
 from dist_train.data.lists import ListEntry
-from dist_train.data.prepare.jpeg_store import (merge_store, prepare_store, source_frame,
-                                                video_jpegs)
+from dist_train.data.prepare.jpeg_store import prepare_store, source_frame, video_jpegs
+from dist_train.data.prepare.jpeg_store_index import merge_store
 from dist_train.data.readers import BadSampleError, FrameFolderReader, open_video
 from dist_train.data.transforms import resize_short_side
 from helpers import PYTHON, REPO, child_env, run_cli

@@ -29,8 +29,8 @@ import re
 import cv2
 import numpy as np
 
-from dist_train.data.lists import DataError
 from dist_train.data.readers import _IMREAD_RGB, BadSampleError, _in_order
+from dist_train.data.store import StoreError  # one error class for both stores
 
 FORMAT = "dist_train.jpeg_store"
 VERSION = 1
@@ -41,10 +41,6 @@ FRAME_ENDS = "index_frames.npy"
 SHARD_PATTERN = re.compile(r"^shard_(\d{5,})\.jpgs$")
 COLUMNS = ("shard", "offset", "frame_row", "n_frames", "height", "width")
 PREPARE_TOOL = "data_tools/prepare_jpeg_store.py"
-
-
-class StoreError(DataError):
-    """A damaged or inconsistent compressed store; the message names the file and what to do."""
 
 
 def shard_name(number):
