@@ -283,6 +283,45 @@ def test_killed_preparation_resumes_to_the_same_store(frames, tmp_path):
     same_store(reference, store_dir)
 
 
+def _children(pid):
+    children = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            children += [int(c) for c in f.read().split()]
+    return children
+
+
+def test_a_dead_worker_stops_the_run_with_a_message_and_a_rerun_resumes(frames, tmp_path):
+    _, frame_root, _ = frames
+    src = str(tmp_path / "src")
+    shutil.copytree(frame_root, src)
+    blocked = os.path.join(src, "A", "v_7", "img_00002.jpg")  # shard 1 of 3 (see above)
+    os.replace(blocked, blocked + ".real")
+    os.mkfifo(blocked)
+    store_dir = str(tmp_path / "store")
+    cmd = [PYTHON, "data_tools/prepare_jpeg_store.py", "--source", "frames", "--src", src,
+           "--out", store_dir, "--videos-per-shard", "3", "--workers", "2",
+           "--estimate-sample", "0"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _wait_for(lambda: any(n.startswith(".shard_00001.jpgs.") for n in os.listdir(store_dir))
+                  if os.path.isdir(store_dir) else False, 60, proc)
+        for child in _children(proc.pid):  # the workers (and multiprocessing's helper)
+            os.kill(child, signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1
+    assert "a preparation worker process died" in stderr and "re-run the same command" in stderr
+    os.remove(blocked)
+    os.replace(blocked + ".real", blocked)
+    run_cli(cmd[1:])
+    reference = str(tmp_path / "reference")
+    prepare_store("frames", frame_root, reference, videos_per_shard=3, estimate_sample=0, **QUIET)
+    same_store(reference, store_dir)
+
+
 def test_failed_videos_are_reported_and_the_exit_code_is_1(videos, tmp_path):
     _, video_root, names = videos
     src = tmp_path / "src"

@@ -24,6 +24,8 @@ import os
 import queue as queue_module
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import cv2
 import numpy as np
@@ -336,24 +338,32 @@ def prepare_store(source, src_root, store_dir, videos=None, fps=None, short_side
 
 
 def _run_pool(tasks, workers, total_videos, progress):
+    """Shards in worker processes; per-video progress comes back through a queue. A worker that
+    dies (killed, out of memory) stops the run with an error instead of a hang; re-running
+    resumes."""
     # spawn, not fork: a child forked after OpenCV ran can hang in cv2 (see pack_store.py).
     context = multiprocessing.get_context("spawn")
     events = context.Queue()
     received = 0
-    with context.Pool(min(workers, len(tasks)), initializer=_init_worker,
-                      initargs=(events,)) as pool:
-        results = [pool.apply_async(_shard_task, (task,)) for task in tasks]
-        while received < total_videos:
-            try:
-                failed = events.get(timeout=0.5)
-            except queue_module.Empty:
-                if all(r.ready() for r in results):
-                    for r in results:
-                        r.get()  # a worker's bug surfaces here with its traceback
-                    if events.empty():
-                        break
-                continue
-            progress.update(failed)
-            received += 1
-        for r in results:
-            r.get()
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context,
+                             initializer=_init_worker, initargs=(events,)) as pool:
+        futures = [pool.submit(_shard_task, task) for task in tasks]
+        try:
+            while received < total_videos:
+                try:
+                    failed = events.get(timeout=0.5)
+                except queue_module.Empty:
+                    if all(f.done() for f in futures):
+                        for f in futures:
+                            f.result()  # a worker's error surfaces here with its traceback
+                        if events.empty():
+                            break
+                    continue
+                progress.update(failed)
+                received += 1
+            for f in futures:
+                f.result()
+        except BrokenProcessPool as error:
+            raise RuntimeError("a preparation worker process died (killed, or out of memory?); "
+                               "completed shards are kept: re-run the same command to resume "
+                               "(fewer --workers if memory is short)") from error
