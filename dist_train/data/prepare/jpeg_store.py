@@ -93,12 +93,16 @@ def video_jpegs(path, settings):
                 break
             if wanted == count:
                 frame = _resized(bgr, short_side)
+                if size is not None and frame.shape[:2] != size:
+                    raise BadSampleError(path, f"frame {count + 1} is {frame.shape[1]}x"
+                                               f"{frame.shape[0]}, earlier frames {size[1]}x"
+                                               f"{size[0]}: the resolution changes mid-video")
+                size = frame.shape[:2]
                 data = encode_jpeg(frame, quality)
                 while wanted == count:  # up-sampling repeats a frame
                     jpegs.append(data)
                     j += 1
                     wanted = source_frame(j, source_fps, fps)
-                size = frame.shape[:2]
             count += 1
     finally:
         capture.release()
