@@ -211,7 +211,11 @@ def test_two_parts_merged_equal_one_shot_and_other_containers(videos, tmp_path):
         JpegStoreReader(parts[0])
     prepare_store("video", video_root, parts[1], part=(2, 2), **options, **QUIET)
     merged = str(tmp_path / "merged")
-    report = merge_store(merged, parts, log=QUIET["log"])
+    alone = run_cli(["data_tools/prepare_jpeg_store.py", "--merge", "--out", merged], check=False)
+    assert alone.returncode == 2 and "name them with --parts" in alone.stderr
+    run_cli(["data_tools/prepare_jpeg_store.py", "--merge", "--out", merged, "--parts", *parts])
+    with open(os.path.join(merged, "merge_report.json")) as f:
+        report = json.load(f)
     assert report["videos"] == 6 and report["failed"] == []
     same_store(one, merged)
     # Parts writing into one directory (shared storage): the last one to finish merges.

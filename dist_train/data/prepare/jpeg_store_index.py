@@ -78,7 +78,8 @@ def load_or_write_plan(store_dir, plan):
 def read_plan(store_dir):
     path = os.path.join(store_dir, PLAN_NAME)
     if not os.path.isfile(path):
-        raise StoreError(f"{path}: missing: {store_dir} holds no prepared shards")
+        raise StoreError(f"{path}: missing: {store_dir} holds no prepared shards (to merge "
+                         f"parts prepared in other directories, name them with --parts)")
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 
