@@ -3,6 +3,7 @@ H.264 videos (fps, short side, quality) and frame folders; 2 parts merged == one
 preparation resumes to the same store; failure report and clear errors."""
 import json
 import os
+import pickle
 import signal
 import shutil
 import subprocess
@@ -147,6 +148,13 @@ def test_store_from_frame_folders_equals_frame_reader(frames, tmp_path):
         np.testing.assert_array_equal(store.read(video, indices), folders.read(video, indices))
     assert store.frame_size(video) == (48, 64) and store.num_frames(video) == 18
     assert_same_items(all_clips(entries, store), all_clips(entries, folders))
+    capped = JpegStoreReader(store_dir)
+    capped.max_open_files = 2  # 3 shards: descriptors are closed and reopened as needed
+    assert_same_items(all_clips(entries, capped), all_clips(entries, folders))
+    assert len(store._fds) == 3 and len(capped._fds) == 2
+    clone = pickle.loads(pickle.dumps(store))  # as a loader worker receives it
+    assert clone._fds == {} and len(store._fds) == 3
+    np.testing.assert_array_equal(clone.read(video, [1, 2]), folders.read(video, [1, 2]))
     with pytest.raises(BadSampleError, match="frame 19 requested, the store holds 18"):
         store.read(video, [18])
     with pytest.raises(BadSampleError, match="not in the store index"):

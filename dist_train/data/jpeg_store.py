@@ -112,8 +112,11 @@ class JpegStoreReader:
     ``[H, W, 3]`` frames (repeats share one array), ``read`` -> stacked ``[T, H, W, 3]``.
 
     Shard files are opened lazily in the process that reads (a forked loader worker opens its
-    own) and are not pickled.
+    own), at most ``max_open_files`` at a time (a large dataset has more shards than a
+    process's default limit of 1,024 descriptors), and are not pickled.
     """
+
+    max_open_files = 128
 
     def __init__(self, store_dir):
         if not store_dir:
@@ -154,6 +157,8 @@ class JpegStoreReader:
             self._fds, self._pid = {}, os.getpid()
         fd = self._fds.get(shard)
         if fd is None:
+            if len(self._fds) >= self.max_open_files:  # close the least recently opened
+                os.close(self._fds.pop(next(iter(self._fds))))
             fd = self._fds[shard] = os.open(os.path.join(self.root, self._shard_names[shard]),
                                             os.O_RDONLY)
         return fd
