@@ -26,7 +26,8 @@ bytes: the store prepared at short side 128, quality 90):
 - index_load_s_300k_videos: JpegStoreReader(...) on an index of 300,000 videos x 250 frames
   (names, tables, memory maps, shard size checks; shards are sparse files).
 
-Ends by printing ONE JSON object on the last line.
+Ends by printing ONE JSON object on the last line. ``--markdown jpeg_store.json`` prints the
+table of benchmarks/README.md from a saved result.
 """
 import argparse
 import json
@@ -158,7 +159,33 @@ def index_load_seconds(tmp, videos=300_000, frames=250, shards=600):
     return seconds
 
 
+def markdown(r):
+    """The table of benchmarks/README.md from a result (``--markdown jpeg_store.json``)."""
+    share = 100 * r["store_read_overhead_share_of_bound_clip"]
+    example = r["size_formula"]["example_kinetics400_like"].split(": ", 1)[1].split(" (")[0]
+    return f"""| compressed store, one core | per CPU second | per wall second |
+|---|---:|---:|
+| store (one pread per clip, decode per frame) | {r["store_clips_per_cpu_s"]:,.0f} | {r["store_clips_per_s"]:,.0f} |
+| frame files with the same JPEG bytes | {r["frame_files_clips_per_cpu_s"]:,.0f} | {r["frame_files_clips_per_s"]:,.0f} |
+| same JPEG bytes decoded from memory (bound) | {r["memory_decode_bound_clips_per_cpu_s"]:,.0f} | {r["memory_decode_bound_clips_per_s"]:,.0f} |
+| store / bound: best windows; median round (target >= 0.95) | {r["store_fraction_of_memory_bound_per_cpu_s"]}; {r["store_fraction_of_memory_bound_per_cpu_s_median_round"]} | {r["store_fraction_of_memory_bound_per_s"]}; {r["store_fraction_of_memory_bound_per_s_median_round"]} |
+| store / frame files: best windows; median round (target > 1) | {r["store_speedup_vs_frame_files_per_cpu_s"]}; {r["store_speedup_vs_frame_files_per_cpu_s_median_round"]} | {r["store_speedup_vs_frame_files_per_s"]}; {r["store_speedup_vs_frame_files_per_s_median_round"]} |
+| the store's own work per clip (index + one pread, no decode) | {r["store_read_overhead_us_per_clip"]:.1f} us = {share:.1f}% of a bound clip | |
+| preparation from H.264 videos, 1 worker (decode, resize to 128, encode q90) | {r["prepare_videos_per_s"]:.1f} videos/s, {r["prepare_frames_per_s"]:,.0f} frames/s | |
+| bytes per stored frame, short side 128 / 160, quality 90 | {r["bytes_per_frame_s128_q90"]:,.0f} / {r["bytes_per_frame_s160_q90"]:,.0f} | |
+| index of 300,000 videos x 250 frames: open a reader | {r["index_load_s_300k_videos"]:.2f} s | |
+| Kinetics-400-like set (240,000 videos x 10 s x 25 fps), bytes per frame above | {example} | |
+| the same as raw uint8 at 128x171 (the packed store) | {r["size_formula"]["raw_uint8_at_128x171_for_comparison_gb"] / 1000:.1f} TB | |
+| load average (1 min) at start / end of the run | {r["machine"]["load_avg_1m_start"]:.1f} / {r["load_avg_1m_end"]:.1f} | |
+"""
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--markdown":
+        with open(argv[1]) as f:
+            print(markdown(json.load(f)), end="")
+        return 0
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=4.0, help="time per measure")
     parser.add_argument("--windows", type=int, default=8, help="windows per measure")
