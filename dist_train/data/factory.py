@@ -1,4 +1,5 @@
 """Build readers and datasets from a config (``cfg["data.xxx"]`` lookups only)."""
+from dist_train.data.jpeg_store import JpegStoreReader
 from dist_train.data.datasets import EvalClipDataset, TrainClipDataset, sample_video_test_clips
 from dist_train.data.lists import read_list
 from dist_train.data.readers import FrameFolderReader, VideoReader
@@ -14,7 +15,9 @@ def build_reader(cfg):
         return VideoReader(cfg["data.root"], cfg["data.video_ext"])
     if source == "packed":
         return PackedStoreReader(cfg["data.root"])  # data.root is the store directory
-    raise ValueError(f"unknown data.source {source!r}: use frames, video or packed")
+    if source == "jpeg_store":
+        return JpegStoreReader(cfg["data.root"])  # data.root is the store directory
+    raise ValueError(f"unknown data.source {source!r}: use frames, video, packed or jpeg_store")
 
 
 def build_train_dataset(cfg):

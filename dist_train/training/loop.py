@@ -196,7 +196,7 @@ def train(args, at_end=None) -> int:
         return 0
 
     preempt.arm_kill_hook(optimizer, rank, lambda: state["global_step"] + 1)  # tests only
-    metrics = MetricsLog(run_dir, rank == 0, cfg["log.visualdl"])
+    metrics = MetricsLog(run_dir, rank == 0, cfg["log.visualdl"], curves=cfg["log.curves"])
     samples = SampleLog(run_dir, rank, state["global_step"]) if os.environ.get(SAMPLE_LOG_ENV) else None
     stop = None
     try:
