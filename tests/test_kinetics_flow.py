@@ -4,9 +4,9 @@ evaluation (10 clips x 3 crops) -> fine-tuning on a synthetic UCF-101 set from t
 scripts/run_splits.py (network options and normalisation taken from the checkpoint, new head) ->
 video-level result.
 
-Until the Kinetics list builder and the compressed store land (issues 22 and 23), the pretraining
-data is a 6-class synthetic set in the UCF-101 layout with its official-style lists, packed into
-the uint8 store (data.source: packed).
+Until the Kinetics list builder lands (issue 22), the pretraining data is a 6-class synthetic set
+in the UCF-101 layout with its official-style lists; it is prepared into the compressed JPEG store
+(data.source: jpeg_store), the store meant for Kinetics.
 """
 import json
 import os
@@ -67,15 +67,16 @@ def two_nodes(config, run_dir, tmp_path):
 
 
 def test_pretrain_on_two_nodes_evaluate_kinetics_style_then_finetune(tmp_path):
-    # 1. "Kinetics": 6 classes, packed into the uint8 store.
+    # 1. "Kinetics": 6 classes, prepared into the compressed JPEG store.
     frames, train, val = synthetic_set(tmp_path / "k", 6, 6)
     store = str(tmp_path / "k" / "store")
-    run_cli(["data_tools/pack_clips.py", "--src", frames, "--source", "frames", "--out", store,
-             "--short-side", "32", "--lists", train, val, "--no-space-check"])
+    run_cli(["data_tools/prepare_jpeg_store.py", "--source", "frames", "--src", frames, "--out",
+             store, "--lists", train, val, "--workers", "1", "--estimate-sample", "0",
+             "--no-space-check"])
     pretrain_dir = str(tmp_path / "kinetics_run")
     pretrain = write_yaml(tmp_path / "kinetics.yaml", {
         "run": {"dir": pretrain_dir}, "model": PRETRAIN_MODEL,
-        "data": {"root": store, "source": "packed", "train_list": train, "val_list": val,
+        "data": {"root": store, "source": "jpeg_store", "train_list": train, "val_list": val,
                  "clip_len": 8, "crop_size": 32, "num_workers": 0, "val_clips": 1},
         "train": {"epochs": 1, "batch_size": 8, "lr": 0.1, "lr_base_batch": 8, "seed": 1},
         "optim": {"dampening": 0.9}, "sched": {"name": "plateau", "warmup_epochs": 0.5},
