@@ -68,7 +68,7 @@ def source_group(class_name: str, clip_name: str, group_regex=None) -> str:
     if group_regex is not None:
         m = group_regex.search(clip_name)
         if not m:
-            raise DataError(f"{class_name}/{clip_name}: --group-regex {group_regex.pattern!r} does "
+            raise DataError(f"{class_name}/{clip_name}: --group-regex '{group_regex.pattern}' does "
                             f"not match this clip name; every clip needs a source group")
         return "re:" + (m.group(1) if m.groups() else m.group(0))
     m = _UCF_GROUP.search(clip_name)
