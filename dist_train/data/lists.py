@@ -59,24 +59,26 @@ def _lines(path):
             yield number, line
 
 
-def parse_list_line(line: str, where: str) -> ListEntry:
-    """One stripped list line -> ListEntry; ``where`` ("file:line") prefixes the error."""
+def parse_list_line(line: str, path: str = "<list>", number: int = 0) -> ListEntry:
+    """One stripped list line -> ListEntry; errors name ``path:number``."""
     parts = line.rsplit(None, 2)
-    if len(parts) != 3:
-        raise DataError(f"{where}: expected '<path> <num_frames> <label>', got {line!r}")
     try:
-        num_frames, label = int(parts[1]), int(parts[2])
-    except ValueError:
-        raise DataError(f"{where}: num_frames and label must be integers: {line!r}") from None
-    if num_frames < 1 or label < 0:
-        raise DataError(f"{where}: num_frames must be >= 1 and label >= 0: {line!r}")
-    return ListEntry(parts[0], num_frames, label)
+        entry = ListEntry(parts[0], int(parts[1]), int(parts[2]))
+    except (IndexError, ValueError):
+        if len(parts) != 3:
+            raise DataError(f"{path}:{number}: expected '<path> <num_frames> <label>', "
+                            f"got {line!r}") from None
+        raise DataError(f"{path}:{number}: num_frames and label must be integers: "
+                        f"{line!r}") from None
+    if entry.num_frames < 1 or entry.label < 0:
+        raise DataError(f"{path}:{number}: num_frames must be >= 1 and label >= 0: {line!r}")
+    return entry
 
 
 def read_list_numbered(path):
     """Parse a clip list into ``(line_number, ListEntry)`` pairs; line numbers are the file's
     own (1-based, blank lines counted), so messages can point at the line to fix."""
-    entries = [(number, parse_list_line(line, f"{path}:{number}")) for number, line in _lines(path)]
+    entries = [(number, parse_list_line(line, path, number)) for number, line in _lines(path)]
     if not entries:
         raise DataError(f"{path}: the list is empty")
     return entries

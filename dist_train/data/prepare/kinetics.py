@@ -151,21 +151,29 @@ class ClipMatch(NamedTuple):
     unmatched: list        # paths of clips no CSV row lists
 
 
-def match_clips(rows, paths, kind: str = "video") -> ClipMatch:
-    """Match clip paths to CSV rows by youtube_id and times (the file name), not by folder."""
-    wanted = {clip_id(r.youtube_id, r.time_start, r.time_end) for r in rows}
-    rows_per_id = {}
-    for r in rows:
-        rows_per_id.setdefault(r.youtube_id, set()).add(clip_id(r.youtube_id, r.time_start,
-                                                                r.time_end))
+def match_clips(rows, paths, kind: str = "video", keys=None) -> ClipMatch:
+    """Match clip paths to CSV rows by youtube_id and times (the file name), not by folder.
+    ``keys`` are the rows' clip ids when the caller has them already."""
+    wanted = set(keys if keys is not None else
+                 (clip_id(r.youtube_id, r.time_start, r.time_end) for r in rows))
+    clip_of_id = None  # youtube_id -> its clip id, or None when the id has several clips
     path_of, duplicates, unmatched = {}, [], []
     for path in paths:
         stem = _clip_stem(path, kind)
         m = _CLIP_NAME.match(stem)
-        key = clip_id(m["id"], int(m["start"]), int(m["end"])) if m else None
+        if m is None:
+            key = None
+        elif len(m["start"]) == 6 and len(m["end"]) == 6:
+            key = stem  # already canonical (the usual case: no re-formatting)
+        else:
+            key = clip_id(m["id"], int(m["start"]), int(m["end"]))
         if key not in wanted:
-            ids = rows_per_id.get(stem, ())
-            key = next(iter(ids)) if len(ids) == 1 else None  # '<youtube_id>.mp4': one clip
+            if clip_of_id is None:
+                clip_of_id = {}
+                for r in rows:
+                    one = clip_id(r.youtube_id, r.time_start, r.time_end)
+                    clip_of_id[r.youtube_id] = one if clip_of_id.get(r.youtube_id, one) == one else None
+            key = clip_of_id.get(stem)  # '<youtube_id>.mp4': the id's one clip
         if key is None:
             unmatched.append(path)
         elif key in path_of:
@@ -205,22 +213,22 @@ def kinetics_lists(rows, paths, frame_counts, kind: str = "video") -> GeneratedL
     {path: (num_frames, problem)}. Pure apart from that call (the benchmark passes its own)."""
     classes = sorted({r.label for r in rows if r.label is not None})
     label_of = {name: i for i, name in enumerate(classes)}
+    keys = [clip_id(r.youtube_id, r.time_start, r.time_end) for r in rows]
     by_split = {}
-    for r in rows:
-        by_split.setdefault(r.split, []).append(r)
-    match = match_clips(rows, paths, kind)
+    for r, key in zip(rows, keys):
+        by_split.setdefault(r.split, []).append((r, key))
+    match = match_clips(rows, paths, kind, keys)
     counts = frame_counts(sorted(set(match.path_of.values())))
     lists, unlabeled, missing, splits = {}, {}, [], {}
     for split in sorted(by_split):
         split_rows = by_split[split]
-        labelled = [r for r in split_rows if r.label is not None]
-        if labelled and len(labelled) != len(split_rows):
-            bad = next(r for r in split_rows if r.label is None)
+        labelled = sum(r.label is not None for r, _ in split_rows)
+        if labelled and labelled != len(split_rows):
+            bad = next(r for r, _ in split_rows if r.label is None)
             raise DataError(f"{bad.where}: no label, but other {split} rows have one; a split is "
                             f"either labelled or not (the test split)")
         entries, seen, lost = [], set(), 0
-        for r in split_rows:
-            key = clip_id(r.youtube_id, r.time_start, r.time_end)
+        for r, key in split_rows:
             if key in seen:
                 continue  # a clip listed twice in one split is listed once
             seen.add(key)
