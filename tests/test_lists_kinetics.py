@@ -77,10 +77,11 @@ def test_too_many_missing_is_an_error_naming_the_report(copies, tmp_path):
     assert (tmp_path / "k_train.txt").exists()
 
 
-def test_extracted_frames_give_the_same_lists(copies, tmp_path):
-    """Extraction takes the flat + per-folder copy with several extensions; lists built on its
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_extracted_frames_give_the_same_lists(copies, tmp_path, layout):
+    """Extraction takes flat and per-folder copies with several extensions; lists built on the
     frames hold the same clips (paths without extension) and pass the dataset doctor."""
-    fx = copies["folders"]
+    fx = copies[layout]
     frames = str(tmp_path / "frames")
     report = extract_all(fx["root"], frames, workers=1, ext=".mp4,.mkv")
     assert report["failed_count"] == 0
