@@ -77,6 +77,10 @@ def test_class_names_from_the_index_beside_the_lists(tmp_path):
         "class_0", "passing_American_football_(in_game)", "class_2"]
     write_class_names(str(lists / CLASS_INDEX_FILE), AWKWARD)
     assert factory.class_names(_cfg(tmp_path, **base)) == AWKWARD
+    # with a class index, folders need not name classes (two labels in one folder are fine)
+    write_list(str(lists / "test.txt"), [ListEntry("downloads/a.mp4", 9, 0),
+                                         ListEntry("downloads/b.mp4", 9, 1)])
+    assert factory.class_names(_cfg(tmp_path, **base, **{"data.test_list": lists / "test.txt"})) == AWKWARD
     # data.class_index wins over the discovered file
     other = tmp_path / "other.txt"
     write_class_names(str(other), ["x y", "z", "w"])
