@@ -10,7 +10,7 @@ import pytest
 
 from dist_train.data.lists import DataError, read_class_names, read_list
 from dist_train.data.prepare.extract import extract_all
-from dist_train.data.prepare.own_folders import build_folder_lists, source_group
+from dist_train.data.prepare.own_folders import build_folder_lists, source_group, split_by_group
 
 from helpers import child_env, run_cli
 from kinetics_fixtures import clip_frames, write_video
@@ -111,3 +111,11 @@ def test_source_group_rules():
     assert source_group("A", "ab_c-d_000010_000020") == "youtube:ab_c-d"
     assert source_group("A", "holiday") == "clip:A/holiday"
     assert source_group("A", "v_A_g07_c03", re.compile("v_(A)")) == "re:A"
+
+
+def test_a_class_from_one_source_stays_in_training():
+    clips = [("A", f"A/{k}", "one source") for k in range(5)] + \
+            [("B", f"B/{k}", f"b{k}") for k in range(5)]
+    val = split_by_group(clips, val_fraction=0.4)
+    assert "one source" not in val
+    assert len(val) == 2 and val <= {f"b{k}" for k in range(5)}
