@@ -7,7 +7,7 @@ import pytest
 
 from dist_train.data.lists import DataError, ListEntry, read_class_names, read_list, read_path_list
 from dist_train.data.prepare.extract import extract_all
-from dist_train.data.prepare.kinetics import clip_id, read_kinetics_csv
+from dist_train.data.prepare.kinetics import KineticsRow, clip_id, match_clips, read_kinetics_csv
 from dist_train.data.prepare.verify import verify_dataset
 
 from helpers import run_cli
@@ -69,8 +69,8 @@ def test_too_many_missing_is_an_error_naming_the_report(copies, tmp_path):
     fx = copies["flat"]
     proc = _build(fx, tmp_path, "--videos", fx["root"], "--max-missing", "0.1", check=False)
     assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "too many clips missing (test 16.7%, train 16.7%, val 16.7% > 10%)" \
+    lines = [line for line in proc.stderr.splitlines() if "error" in line]  # not the progress
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "too many clips missing (test 16.7%, train 16.7%, val 16.7% > 10%)" \
         in lines[0] and str(tmp_path / "k_report.json") in lines[0], proc.stderr
     assert sorted(os.listdir(tmp_path)) == ["k_report.json"]  # no list written
     proc = _build(fx, tmp_path, "--videos", fx["root"], "--max-missing", "0.17")
@@ -110,3 +110,20 @@ def test_csv_problems_name_the_file_and_line(tmp_path):
     other.write_text("youtube_id,time_start,time_end\nabc,1,11\n")
     with pytest.raises(DataError, match=r"annotations\.csv:2: no split column"):
         read_kinetics_csv(str(other))
+
+
+def test_clips_match_by_id_and_times_whatever_the_folder():
+    rows = [KineticsRow("a b", "a_b-c00000", 1, 11, "train", "t.csv:2"),
+            KineticsRow("a b", "solo_id-xyz", 5, 15, "train", "t.csv:3"),
+            KineticsRow("c", "two_clips00", 0, 10, "train", "t.csv:4"),
+            KineticsRow("c", "two_clips00", 20, 30, "val", "v.csv:2")]
+    paths = ["x/a_b-c00000_1_11.mp4",      # times not zero-padded: still the clip
+             "y/a_b-c00000_000001_000011.mkv",  # the same clip again: a duplicate
+             "solo_id-xyz.webm",            # no times: the id's only clip
+             "two_clips00.mp4",             # no times and two clips: ambiguous
+             "z/other_000000_000010.mp4"]   # in no CSV
+    match = match_clips(rows, paths)
+    assert match.path_of == {"a_b-c00000_000001_000011": "x/a_b-c00000_1_11.mp4",
+                             "solo_id-xyz_000005_000015": "solo_id-xyz.webm"}
+    assert match.duplicates == [("y/a_b-c00000_000001_000011.mkv", "x/a_b-c00000_1_11.mp4")]
+    assert match.unmatched == ["two_clips00.mp4", "z/other_000000_000010.mp4"]

@@ -27,6 +27,7 @@ import re
 from typing import NamedTuple
 
 from dist_train.data.lists import DataError, GeneratedLists, ListEntry, count_video_frames
+from dist_train.data.prepare.extract import Progress
 from dist_train.data.readers import BadSampleError, count_decoded_frames
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg")
@@ -107,7 +108,7 @@ def read_kinetics_csv(path: str) -> list[KineticsRow]:
 
 
 def _skipped(name):
-    return name.startswith(".") or ".tmp" in name
+    return name.startswith(".") or ".tmp-" in name  # hidden, or an extraction in progress
 
 
 def scan_clips(root: str, kind: str = "video") -> list[str]:
@@ -196,16 +197,24 @@ def _count_task(args):
 
 
 def count_frames(root: str, paths, kind: str = "video", template: str = "img_{:05d}.jpg",
-                 workers: int = 1) -> dict:
+                 workers: int = 1, progress_stream=None) -> dict:
     """{path: (num_frames, problem or None)}: frame folders are listed, videos decoded and their
-    frames counted (the container's count is not trusted), ``workers`` processes in parallel."""
+    frames counted (the container's count is not trusted; a full Kinetics copy takes hours, so
+    extract frames first), ``workers`` processes in parallel, progress on stderr."""
     tasks = [(root, path, kind, template) for path in paths]
+    progress = Progress(len(tasks), progress_stream, "count frames ")
+    counts = {}
     if workers > 1 and len(tasks) > 1:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            results = pool.map(_count_task, tasks, chunksize=16)
+            for path, num_frames, problem in pool.imap_unordered(_count_task, tasks, chunksize=16):
+                counts[path] = (num_frames, problem)
+                progress.update(failed=bool(problem))
     else:
-        results = map(_count_task, tasks)
-    return {path: (num_frames, problem) for path, num_frames, problem in results}
+        for task in tasks:
+            path, num_frames, problem = _count_task(task)
+            counts[path] = (num_frames, problem)
+            progress.update(failed=bool(problem))
+    return counts
 
 
 def kinetics_lists(rows, paths, frame_counts, kind: str = "video") -> GeneratedLists:

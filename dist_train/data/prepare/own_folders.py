@@ -46,7 +46,7 @@ def scan_class_folders(root: str, kind: str = "video"):
         found = []
         for name in sorted(os.listdir(folder)):
             path = os.path.join(folder, name)
-            if name.startswith(".") or ".tmp" in name:
+            if name.startswith(".") or ".tmp-" in name:  # hidden, or an extraction in progress
                 continue
             stem, ext = os.path.splitext(name)
             if kind == "video" and os.path.isfile(path) and ext.lower() in VIDEO_EXTENSIONS:
