@@ -12,6 +12,12 @@ holds one name per line, line 1 = label 0 (names may hold any character but a li
 ``class_names_for_lists`` resolves them: that file, else the class folder of each list path
 (UCF-101 and HMDB-51 lists, whose folders are the ``classInd.txt`` names).
 
+API for builders and later stores: ``read_list`` / ``write_list`` (``ListEntry`` items),
+``read_class_names`` / ``write_class_names``, ``write_path_list`` / ``read_path_list`` (a split
+without labels: paths only, for prediction), and ``GeneratedLists`` + ``write_generated_lists``
+(what ``prepare/kinetics.py`` and ``prepare/own_folders.py`` return and how it is written:
+``<name>_<split>.txt``, ``classes.txt``, ``<name>_report.json``, the missing-clip threshold).
+
 Split files follow the official formats (REFERENCE §2):
 
 - UCF-101: ``classInd.txt`` (``1 ApplyEyeMakeup``), ``trainlist0N.txt`` (``Class/v_x.avi 1``),
