@@ -68,7 +68,8 @@ def write_csvs(base):
 
 
 def make_kinetics(base, layout="folders", seed=0):
-    """Write CSVs and clips under ``base``; ``layout`` 'folders' (renamed label folders) or
+    """Write CSVs and clips under ``base``; ``layout`` 'folders' (renamed label folders),
+    'named' (folders named exactly like the labels: paths with spaces, quotes, commas) or
     'flat'. Return {"csv": {split: path}, "root": video root,
     "paths": {clip id: (list path, frame count)}} of the clips on disk."""
     rng = np.random.default_rng(seed)
@@ -79,7 +80,9 @@ def make_kinetics(base, layout="folders", seed=0):
         clip = f"{youtube_id}_{start:06d}_{end:06d}"
         if youtube_id in MISSING:
             continue
-        sub = folder_name(label) + "/" if layout == "folders" and label else ""
+        sub = ""
+        if label and layout in ("folders", "named"):
+            sub = (folder_name(label) if layout == "folders" else label) + "/"
         ext = ".mkv" if youtube_id == TRAIN[3][1] else ".mp4"
         frames = clip_frames(rng, label or CLASSES[0], length)
         write_video(os.path.join(root, sub + clip + ext), frames)

@@ -1,7 +1,7 @@
-"""Kinetics lists end to end: a short training run on generated lists of raw mp4/mkv clips
-(renamed label folders, data.video_ext ''), then evaluation and predict --json: class names with
-spaces, quotes and commas reach the checkpoint, meta.json, the report, the confusion matrix and
-the predictions."""
+"""Kinetics lists end to end: a short training run on generated lists of raw mp4/mkv clips in
+folders named like the labels (paths with spaces, quotes, commas; data.video_ext ''), then
+evaluation and predict --json: class names with spaces, quotes and commas reach the checkpoint,
+meta.json, the report, the confusion matrix and the predictions."""
 import csv
 import json
 import os
@@ -19,11 +19,12 @@ pytestmark = pytest.mark.paddle2
 
 
 def test_train_evaluate_predict_carry_class_names_with_spaces(tmp_path):
-    fx = make_kinetics(str(tmp_path), "folders")
+    fx = make_kinetics(str(tmp_path), "named")  # list paths hold spaces, quotes and commas
     lists = str(tmp_path / "lists")
     generated = build_kinetics_lists([fx["csv"][s] for s in ("train", "validate", "test")],
                                      fx["root"])
     written = write_generated_lists(lists, "k", generated, max_missing=0.2)
+    assert all(" " in e.video for e in generated.lists["train"])
     run = str(tmp_path / "run")
     cfg = write_config(str(tmp_path / "k.yaml"), fx["root"], written["train"], written["val"], run,
                        **{"data.source": "video", "data.video_ext": "", "data.num_workers": 0,
