@@ -14,6 +14,7 @@
 """
 import argparse
 import os
+import shlex
 import sys
 
 from dist_train.data.lists import (DataError, build_split_lists, list_file_names, write_generated_lists,
@@ -103,7 +104,7 @@ def generated_lists(args):
     overrides += [f"data.{split}_list={written[split]}" for split in ("train", "val")
                   if split in generated.lists]
     overrides.append(f"model.num_classes={len(generated.classes)}")
-    print("train with: " + " ".join(f"-o '{o}'" for o in overrides))
+    print("train with: " + " ".join(f"-o {shlex.quote(o)}" for o in overrides))
 
 
 def main(argv=None):

@@ -2,9 +2,11 @@
 folders or one flat folder, missing clips, a duplicate, an unlisted file, mp4 and mkv)."""
 import json
 import os
+import shlex
 
 import pytest
 
+from dist_train.config import load_config
 from dist_train.data.lists import DataError, ListEntry, read_class_names, read_list, read_path_list
 from dist_train.data.prepare.extract import extract_all
 from dist_train.data.prepare.kinetics import KineticsRow, clip_id, match_clips, read_kinetics_csv
@@ -62,7 +64,14 @@ def test_lists_hold_exactly_the_present_clips(copies, tmp_path, layout):
     assert [d["kept"] for d in report["duplicate_files"]] == [fx["paths"][clip_id(*TRAIN[0][1:])][0]]
     assert report["unlisted_files"] == 1
     assert "train: 10 clips listed, 2 missing" in proc.stdout
-    assert "-o 'data.video_ext='" in proc.stdout and "-o 'model.num_classes=3'" in proc.stdout
+    # the printed overrides load as a config that trains on these lists
+    hint = proc.stdout.splitlines()[-1]
+    assert hint.startswith("train with: ")
+    args = shlex.split(hint[len("train with: "):])
+    assert args[::2] == ["-o"] * (len(args) // 2)
+    cfg = load_config(None, args[1::2] + [f"run.dir={tmp_path / 'run'}"])
+    assert (cfg["data.source"], cfg["data.video_ext"], cfg["model.num_classes"]) == ("video", "", 3)
+    assert (cfg["data.root"], cfg["data.train_list"]) == (fx["root"], str(tmp_path / "k_train.txt"))
 
 
 def test_too_many_missing_is_an_error_naming_the_report(copies, tmp_path):
