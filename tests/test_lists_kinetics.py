@@ -112,6 +112,12 @@ def test_csv_problems_name_the_file_and_line(tmp_path):
     path.write_text('label,youtube_id,time_start,time_end\n"a, b",abc,1,11\n"a, b",abd,x,11\n')
     with pytest.raises(DataError, match=r"kinetics_train\.csv:3: time_start must be a number"):
         read_kinetics_csv(str(path))
+    for bad, message in (("-1", "time_start must be a whole, non-negative number"),
+                         ("1.5", "time_start must be a whole, non-negative number"),
+                         ("1,extra", "5 fields, the header has 4")):
+        path.write_text(f'label,youtube_id,time_start,time_end\n\n"a, b",abc,{bad},11\n')
+        with pytest.raises(DataError, match=rf"kinetics_train\.csv:3: {message}"):
+            read_kinetics_csv(str(path))
     path.write_text('label,youtube_id,time_start,time_end\n"a, b",abc,1.0,11\n')
     row, = read_kinetics_csv(str(path))  # split from the file name; "1.0" is 1 second
     assert (row.label, row.youtube_id, row.time_start, row.time_end, row.split) == ("a, b", "abc", 1, 11, "train")

@@ -59,9 +59,12 @@ def _split_from_file_name(path):
 
 def _seconds(text, where, column):
     try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise DataError(f"{where}: {column} must be a number of seconds, got {text!r}") from None
+        value = int(text)  # the usual case; "14.0" is accepted too
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            raise DataError(f"{where}: {column} must be a number of seconds, got {text!r}") from None
     if value < 0 or value != int(value):
         raise DataError(f"{where}: {column} must be a whole, non-negative number, got {text!r}")
     return int(value)
@@ -72,33 +75,38 @@ def read_kinetics_csv(path: str) -> list[KineticsRow]:
     name (``train``/``val``/``validate``/``test`` as a word); an empty label is no label."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f)
-            columns = [c.strip() for c in reader.fieldnames or []]
-            reader.fieldnames = columns
+            reader = csv.reader(f)
+            columns = [c.strip() for c in next(reader, [])]
             missing = [c for c in REQUIRED_COLUMNS if c not in columns]
             if missing:
                 raise DataError(f"{path}:1: the header lacks {', '.join(missing)} (has "
                                 f"{', '.join(columns) or 'nothing'}); expected a Kinetics "
                                 f"annotation CSV 'label,youtube_id,time_start,time_end,split'")
+            at = {name: i for i, name in enumerate(columns)}
+            i_id, i_start, i_end = at["youtube_id"], at["time_start"], at["time_end"]
+            i_label, i_split = at.get("label"), at.get("split")
             default_split = _split_from_file_name(path)
             rows = []
-            for record in reader:
+            for fields in reader:
+                if not fields or fields == [""]:
+                    continue  # a blank line
                 where = f"{path}:{reader.line_num}"
-                if None in record:
-                    raise DataError(f"{where}: more fields than the header has")
-                youtube_id = (record["youtube_id"] or "").strip()
+                if len(fields) != len(columns):
+                    raise DataError(f"{where}: {len(fields)} fields, the header has "
+                                    f"{len(columns)}")
+                youtube_id = fields[i_id].strip()
                 if not youtube_id:
                     raise DataError(f"{where}: empty youtube_id")
-                raw_split = (record.get("split") or "").strip().lower()
+                raw_split = fields[i_split].strip().lower() if i_split is not None else ""
                 split = SPLIT_NAMES.get(raw_split) if raw_split else default_split
                 if split is None:
                     raise DataError(f"{where}: unknown split {raw_split!r}; use train, val or test"
                                     if raw_split else f"{where}: no split column and the file "
                                     f"name does not say train, val or test")
-                label = (record.get("label") or "").strip() or None
+                label = (fields[i_label].strip() or None) if i_label is not None else None
                 rows.append(KineticsRow(label, youtube_id,
-                                        _seconds(record["time_start"], where, "time_start"),
-                                        _seconds(record["time_end"], where, "time_end"),
+                                        _seconds(fields[i_start], where, "time_start"),
+                                        _seconds(fields[i_end], where, "time_end"),
                                         split, where))
     except OSError as e:
         raise DataError(f"cannot read {path}: {e.strerror}") from e
