@@ -97,12 +97,12 @@ def generated_lists(args):
         s = splits[split]
         labels = "" if split in generated.lists else " (no labels: prediction only)"
         print(f"{split}: {s['listed']} clips listed, {s['missing']} missing -> "
-              f"{written[split]}{labels}")
+              f"{written.get(split, 'no file (empty)')}{labels}")
     print(f"report: {written['report']}")
     overrides = [f"data.root={os.path.abspath(root)}", f"data.source={kind}"]
     overrides += ["data.video_ext="] if kind == "video" else [f"data.frame_template={args.template}"]
     overrides += [f"data.{split}_list={written[split]}" for split in ("train", "val")
-                  if split in generated.lists]
+                  if split in generated.lists and split in written]
     overrides.append(f"model.num_classes={len(generated.classes)}")
     print("train with: " + " ".join(f"-o {shlex.quote(o)}" for o in overrides))
 

@@ -103,6 +103,9 @@ def test_generated_lists_threshold_and_foreign_class_index(tmp_path):
     with pytest.raises(DataError, match=r"train 25\.0% > 20%.*name_report\.json"):
         write_generated_lists(str(tmp_path), "name", generated, max_missing=0.2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["name_report.json"]  # report only
+    with_empty = generated._replace(lists={**generated.lists, "val": []})
+    assert "val" not in write_generated_lists(str(tmp_path), "name", with_empty)
+    assert not (tmp_path / "name_val.txt").exists()  # an empty list is not written
     written = write_generated_lists(str(tmp_path), "name", generated, max_missing=0.3)
     assert read_list(written["train"]) == generated.lists["train"]
     assert (tmp_path / "name_test.txt").read_text() == "z.mp4\n"

@@ -328,8 +328,8 @@ def generated_file_names(name):
 
 
 def write_generated_lists(out_dir, name, generated, max_missing=None):
-    """Write ``<name>_report.json``, then the lists ``<name>_<split>.txt`` and ``classes.txt``
-    into ``out_dir``; return {split, 'classes', 'report': path}.
+    """Write ``<name>_report.json``, then the lists ``<name>_<split>.txt`` (empty ones are not
+    written) and ``classes.txt`` into ``out_dir``; return {split, 'classes', 'report': path}.
 
     When a split misses more than ``max_missing`` (a fraction) of its clips, only the report is
     written and a DataError names it. A ``classes.txt`` of other lists is never overwritten.
@@ -349,11 +349,13 @@ def write_generated_lists(out_dir, name, generated, max_missing=None):
                         f"into another folder (--out) or delete that file")
     written = {"report": files["report"]}
     for split, entries in generated.lists.items():
-        write_list(files[split], entries)
-        written[split] = files[split]
+        if entries:  # an empty list would only fail later, when read
+            write_list(files[split], entries)
+            written[split] = files[split]
     for split, paths in generated.unlabeled.items():
-        write_path_list(files[split], paths)
-        written[split] = files[split]
+        if paths:
+            write_path_list(files[split], paths)
+            written[split] = files[split]
     write_class_names(files["classes"], generated.classes)
     written["classes"] = files["classes"]
     return written
