@@ -37,6 +37,13 @@ def test_train_evaluate_predict_carry_class_names_with_spaces(tmp_path):
         assert json.load(f)["train_state"]["class_names"] == names
     with open(os.path.join(run, "export", "meta.json")) as f:
         assert json.load(f)["class_names"] == names
+    # exported elsewhere, without the dataset: the checkpoint's names
+    from dist_train.config import load_config
+    from dist_train.deploy.export import build_meta
+
+    away = load_config(cfg, [f"data.{k}_list={tmp_path / 'gone.txt'}" for k in ("train", "val")])
+    assert build_meta(away, os.path.join(run, "checkpoints", tag), "legacy",
+                      "model.pdmodel")["class_names"] == names
 
     run_cli(["dist_train/evaluate.py", "-c", cfg, "--weights", os.path.join(run, "checkpoints", tag)],
             timeout=240)
