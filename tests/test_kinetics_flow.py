@@ -1,12 +1,9 @@
-"""The paper's flow end to end on synthetic data, on the CPU: a "Kinetics" stand-in dataset ->
-packed store -> pretraining as 2 nodes on loopback (two launch.sh, one rank each) -> Kinetics-style
-evaluation (10 clips x 3 crops) -> fine-tuning on a synthetic UCF-101 set from that run through
-scripts/run_splits.py (network options and normalisation taken from the checkpoint, new head) ->
-video-level result.
-
-Until the Kinetics list builder lands (issue 22), the pretraining data is a 6-class synthetic set
-in the UCF-101 layout with its official-style lists; it is prepared into the compressed JPEG store
-(data.source: jpeg_store), the store meant for Kinetics.
+"""The paper's flow end to end on synthetic data, on the CPU: a Kinetics-layout copy (annotation
+CSVs with awkward class names, clips in renamed label folders, some missing) -> Kinetics lists
+(build_lists.py --dataset kinetics) -> compressed JPEG store from the videos -> pretraining as 2
+nodes on loopback (two launch.sh, one rank each) -> Kinetics-style evaluation (10 clips x 3 crops)
+-> fine-tuning on a synthetic UCF-101 set from that run through scripts/run_splits.py (network
+options and normalisation taken from the checkpoint, new head) -> video-level result.
 """
 import json
 import os
@@ -16,12 +13,13 @@ import subprocess
 import pytest
 import yaml
 
-from helpers import PYTHON, REPO, child_env, free_port, run_cli, worker_logs
+from helpers import REPO, child_env, free_port, run_cli, worker_logs
+from kinetics_fixtures import CLASSES, make_kinetics
 
 pytestmark = pytest.mark.multiproc
 
 # The pretraining run: options and a normalisation the fine-tune config does not state.
-PRETRAIN_MODEL = {"name": "resnet-10", "num_classes": 6, "width_mult": 0.125, "conv1_t_size": 3,
+PRETRAIN_MODEL = {"name": "resnet-10", "num_classes": len(CLASSES), "width_mult": 0.125, "conv1_t_size": 3,
                   "shortcut": "A", "normalization": "activitynet", "sync_bn": True}
 
 
@@ -67,10 +65,16 @@ def two_nodes(config, run_dir, tmp_path):
 
 
 def test_pretrain_on_two_nodes_evaluate_kinetics_style_then_finetune(tmp_path):
-    # 1. "Kinetics": 6 classes, prepared into the compressed JPEG store.
-    frames, train, val = synthetic_set(tmp_path / "k", 6, 6)
-    store = str(tmp_path / "k" / "store")
-    run_cli(["data_tools/prepare_jpeg_store.py", "--source", "frames", "--src", frames, "--out",
+    # 1. "Kinetics": CSVs + clips -> lists (+ classes.txt) -> compressed JPEG store.
+    kinetics = make_kinetics(str(tmp_path / "k"), "folders")
+    lists = str(tmp_path / "k" / "lists")
+    run_cli(["data_tools/build_lists.py", "--dataset", "kinetics", "--csv",
+             *[kinetics["csv"][s] for s in ("train", "validate", "test")], "--videos",
+             kinetics["root"], "--out", lists, "--name", "k400", "--workers", "1"])
+    train, val = f"{lists}/k400_train.txt", f"{lists}/k400_val.txt"
+    assert os.path.isfile(f"{lists}/classes.txt")
+    store = str(tmp_path / "k" / "jpeg_store")
+    run_cli(["data_tools/prepare_jpeg_store.py", "--src", kinetics["root"], "--ext", "", "--out",
              store, "--lists", train, val, "--workers", "1", "--estimate-sample", "0",
              "--no-space-check"])
     pretrain_dir = str(tmp_path / "kinetics_run")
@@ -78,14 +82,15 @@ def test_pretrain_on_two_nodes_evaluate_kinetics_style_then_finetune(tmp_path):
         "run": {"dir": pretrain_dir}, "model": PRETRAIN_MODEL,
         "data": {"root": store, "source": "jpeg_store", "train_list": train, "val_list": val,
                  "clip_len": 8, "crop_size": 32, "num_workers": 0, "val_clips": 1},
-        "train": {"epochs": 1, "batch_size": 8, "lr": 0.1, "lr_base_batch": 8, "seed": 1},
+        "train": {"epochs": 1, "batch_size": 4, "lr": 0.1, "lr_base_batch": 8, "seed": 1},
         "optim": {"dampening": 0.9}, "sched": {"name": "plateau", "warmup_epochs": 0.5},
         "val": {"batch_size": 8}, "eval": {"protocol": "10x3", "batch_size": 15},
         "log": {"every_steps": 1, "visualdl": False}, "export": {"at_end": False}})
     # 2. Pretraining as 2 nodes x 1 rank.
     two_nodes(pretrain, pretrain_dir, tmp_path)
     log = open(os.path.join(pretrain_dir, "train.log")).read()
-    assert "2 ranks x 1 micro-steps x 4 clips" in log and "CpuSyncBatchNorm" in log
+    assert "2 ranks x 1 micro-steps x 2 clips" in log and "CpuSyncBatchNorm" in log
+    assert "1 epochs x 2 steps" in log  # 10 listed training clips (2 missing), global batch 4
     assert os.path.isfile(os.path.join(pretrain_dir, "checkpoints", "best"))
     # 3. Kinetics-style evaluation of the run (its best checkpoint): 10 clips x 3 crops per video.
     proc = run_cli(["dist_train/evaluate.py", "-c", pretrain, "--weights", pretrain_dir])
@@ -94,6 +99,7 @@ def test_pretrain_on_two_nodes_evaluate_kinetics_style_then_finetune(tmp_path):
     assert report["protocol"] == "10x3" and report["crops"] == 3
     assert report["num_videos"] == num_val and report["num_items"] == 30 * num_val
     assert all(v["num_clips"] == 10 for v in report["videos"])
+    assert report["class_names"] == sorted(CLASSES)  # from classes.txt beside the lists
     assert "video_top1" in proc.stdout
     # 4. Fine-tune on a 4-class "UCF-101" from the pretraining run; the config states neither
     # the network options nor the normalisation: they come from the checkpoint.
