@@ -4,6 +4,7 @@ UCF-101-layout fixture."""
 import os
 import re
 import shlex
+import socket
 import subprocess
 
 import pytest
@@ -64,6 +65,7 @@ EXPECTED = {
 # (tests/test_recipes_kinetics.py covers the multi-node and Slurm variants in detail).
 R50 = f"{REPO}/configs/r3d50_kinetics400.yaml"
 R50_LOGS = f"{REPO}/runs/r3d50_kinetics400/launch_logs"
+HOST = socket.gethostname()  # multi-node Kinetics recipes: one log folder per node
 R18_FT = f"{REPO}/configs/r3d18_kinetics_finetune_ucf101.yaml"
 SMOKE = "runs/reproduce_ucf101_smoke"
 SMOKE_KEYS = (f"data.root={SMOKE}/data/frames data.train_list={SMOKE}/data/lists/ucf101_train_split1.txt "
@@ -86,10 +88,10 @@ EXPECTED.update({
     "./scripts/train_kinetics400_8gpu.sh":
         f"{LAUNCH} --devices {EIGHT} --log_dir {R50_LOGS} {TRAIN} -c {R50} --resume auto",
     "MASTER=10.0.0.1:6170 ./scripts/train_kinetics400_2nodes.sh":
-        f"{LAUNCH} --devices {EIGHT} --nnodes 2 --master 10.0.0.1:6170 --log_dir {R50_LOGS} {TRAIN} "
+        f"{LAUNCH} --devices {EIGHT} --nnodes 2 --master 10.0.0.1:6170 --log_dir {R50_LOGS}/{HOST} {TRAIN} "
         f"-c {R50} -o train.batch_size=256 -o sched.warmup_epochs=5 --resume auto",
     "MASTER=10.0.0.1:6170 ./scripts/train_kinetics400_4nodes.sh":
-        f"{LAUNCH} --devices {EIGHT} --nnodes 4 --master 10.0.0.1:6170 --log_dir {R50_LOGS} {TRAIN} "
+        f"{LAUNCH} --devices {EIGHT} --nnodes 4 --master 10.0.0.1:6170 --log_dir {R50_LOGS}/{HOST} {TRAIN} "
         f"-c {R50} -o train.batch_size=512 -o sched.warmup_epochs=5 --resume auto",
     "./scripts/evaluate_kinetics400.sh":
         f"{PY} {REPO}/dist_train/evaluate.py -c {R50} --weights {WEIGHTS}",

@@ -2,6 +2,7 @@
 the exact launch line (--dry-run, 8 simulated GPUs, Slurm variables set by hand), and the two
 configs hold the paper's protocol with the lr scaled linearly to the recipes' global batches."""
 import os
+import socket
 import subprocess
 
 import pytest
@@ -31,9 +32,11 @@ def printed(args, **env_extra):
 
 def expected_line(config, run_name, nodes=1, master=None, batch=None, extra=""):
     multi = f" --nnodes {nodes} --master {master}" if nodes > 1 else ""
+    # Beyond one node every node logs into its own folder (worker logs are named by local rank).
+    node_logs = f"/{socket.gethostname()}" if nodes > 1 else ""
     overrides = f" -o train.batch_size={batch} -o sched.warmup_epochs=5" if batch else ""
-    return (f"{LAUNCH}{multi} --log_dir {REPO}/runs/{run_name}/launch_logs {TRAIN} -c {config}"
-            f"{overrides}{extra} --resume auto")
+    return (f"{LAUNCH}{multi} --log_dir {REPO}/runs/{run_name}/launch_logs{node_logs} {TRAIN} "
+            f"-c {config}{overrides}{extra} --resume auto")
 
 
 @pytest.mark.parametrize("script,nodes,batch", [("train_kinetics400_8gpu.sh", 1, None),
@@ -48,6 +51,17 @@ def test_node_recipes_print_the_exact_launch_line(script, nodes, batch):
     assert printed([f"./scripts/{script}", "--dry-run", "amp.enabled=true"],
                    CONFIG="configs/resnext101_kinetics400.yaml", **env) == [
         expected_line(RX101, "resnext101_kinetics400", nodes, master, batch, " -o amp.enabled=true")]
+
+
+def test_node_logs_follow_run_dir_and_an_explicit_log_dir_wins(tmp_path):
+    out = printed(["./scripts/train_kinetics400_2nodes.sh", "--dry-run", f"run.dir={tmp_path}/r"],
+                  MASTER="h:1")[0]
+    assert f"--log_dir {tmp_path}/r/launch_logs/{socket.gethostname()} " in out
+    out = printed(["./scripts/train_kinetics400_2nodes.sh", "--dry-run", "--log_dir", str(tmp_path)],
+                  MASTER="h:1")[0]
+    assert f"--log_dir {tmp_path} " in out and "launch_logs" not in out
+    proc = run(["./scripts/train_kinetics400_2nodes.sh", "--dry-run", "train.lrr=1"], MASTER="h:1")
+    assert proc.returncode == 2 and "did you mean 'train.lr'" in proc.stderr
 
 
 def test_multi_node_recipes_require_master():
