@@ -28,6 +28,7 @@ if [[ "$NODES" -gt 1 ]]; then
   # storage each node gets its own folder, <run.dir>/launch_logs/<host>, unless --log_dir is given.
   if [[ " $* " != *" --log_dir "* && " $* " != *" --log-dir "* ]]; then
     PY="${DIST_TRAIN_VENV:-$REPO/.venv}/bin/python"
+    [[ -x "$PY" ]] || "$REPO/scripts/setup.sh"  # a fresh clone: launch.sh would do it next anyway
     RUN_DIR="$("$PY" -c 'import sys
 from dist_train.config import ConfigError, load_config
 try:
