@@ -1,9 +1,10 @@
 """The paper's flow end to end on synthetic data, on the CPU: a Kinetics-layout copy (annotation
 CSVs with awkward class names, clips in renamed label folders, some missing) -> Kinetics lists
 (build_lists.py --dataset kinetics) -> compressed JPEG store from the videos -> pretraining as 2
-nodes on loopback (two launch.sh, one rank each) -> Kinetics-style evaluation (10 clips x 3 crops)
--> fine-tuning on a synthetic UCF-101 set from that run through scripts/run_splits.py (network
-options and normalisation taken from the checkpoint, new head) -> video-level result.
+nodes on loopback (two scripts/slurm_launch.sh under simulated Slurm variables -> launch.sh, one
+rank each) -> Kinetics-style evaluation (10 clips x 3 crops) -> fine-tuning on a synthetic
+UCF-101 set from that run through scripts/run_splits.py (network options and normalisation taken
+from the checkpoint, new head) -> video-level result.
 """
 import json
 import os
@@ -41,14 +42,16 @@ def write_yaml(path, tree):
     return str(path)
 
 
-def two_nodes(config, run_dir, tmp_path):
-    """Two launch.sh processes joined as 2 nodes on 127.0.0.1, one CPU rank each."""
+def two_nodes(config, tmp_path, *overrides):
+    """Two "nodes" on 127.0.0.1, one CPU rank each, started the way the Slurm batch script starts
+    each node: scripts/slurm_launch.sh maps the Slurm variables to the Kinetics recipe for 2 nodes
+    (launch.sh --nnodes 2 --master HOST:PORT); ``overrides`` shrink the recipe's batch."""
     port, procs = free_port(), []
-    env = child_env(DIST_TRAIN_SKIP_SETUP="1")
+    env = child_env(DIST_TRAIN_SKIP_SETUP="1", SLURM_JOB_NUM_NODES="2", SLURM_JOB_ID="1",
+                    SLURM_JOB_NODELIST="127.0.0.1", MASTER_PORT=str(port), CONFIG=config)
     for node in range(2):
-        cmd = [os.path.join(REPO, "launch.sh"), "--cpu", "--nproc", "1", "--nnodes", "2",
-               "--master", f"127.0.0.1:{port}", "--max-restarts", "0",
-               "--log_dir", str(tmp_path / f"log{node}"), config]
+        cmd = [os.path.join(REPO, "scripts", "slurm_launch.sh"), "--cpu", "--nproc", "1",
+               "--max-restarts", "0", "--log_dir", str(tmp_path / f"log{node}"), *overrides]
         procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True, start_new_session=True))
     try:
@@ -62,6 +65,7 @@ def two_nodes(config, run_dir, tmp_path):
     if any(p.returncode for p in procs):
         raise AssertionError("\n".join(outputs[i][-3000:] + worker_logs(str(tmp_path / f"log{i}"))
                                        for i in range(2)))
+    return port, outputs
 
 
 def test_pretrain_on_two_nodes_evaluate_kinetics_style_then_finetune(tmp_path):
@@ -86,8 +90,10 @@ def test_pretrain_on_two_nodes_evaluate_kinetics_style_then_finetune(tmp_path):
         "optim": {"dampening": 0.9}, "sched": {"name": "plateau", "warmup_epochs": 0.5},
         "val": {"batch_size": 8}, "eval": {"protocol": "10x3", "batch_size": 15},
         "log": {"every_steps": 1, "visualdl": False}, "export": {"at_end": False}})
-    # 2. Pretraining as 2 nodes x 1 rank.
-    two_nodes(pretrain, pretrain_dir, tmp_path)
+    # 2. Pretraining as 2 nodes x 1 rank (the recipe's global batch 256 is overridden to 4).
+    port, outputs = two_nodes(pretrain, tmp_path, "train.batch_size=4", "sched.warmup_epochs=0.5")
+    for output in outputs:  # launch.sh's line: the Slurm variables became --nnodes/--master
+        assert f"--nnodes 2 --master 127.0.0.1:{port} " in output
     log = open(os.path.join(pretrain_dir, "train.log")).read()
     assert "2 ranks x 1 micro-steps x 2 clips" in log and "CpuSyncBatchNorm" in log
     assert "1 epochs x 2 steps" in log  # 10 listed training clips (2 missing), global batch 4
