@@ -126,3 +126,31 @@ def test_memory_does_not_grow_with_the_videos_length(fx, tmp_path):
     assert (short["num_frames"], long["num_frames"]) == (300, 3000)
     assert long["num_clips"] == 188
     assert long_peak <= short_peak + 100 * 2**20, (short_peak / 2**20, long_peak / 2**20)
+
+
+@pytest.mark.paddle2
+def test_exported_resnet18_runs_in_paddle_inference(fx, tmp_path):
+    """ResNet-18/34 use shortcut A (zero channels): its export aborted inside paddle.inference
+    (oneDNN's constant pad of a 5-D tensor corrupted the heap). In its own process, the exported
+    network equals the eager one."""
+    import paddle
+
+    from dist_train.config import load_config
+    from dist_train.deploy.export import export_model
+    from dist_train.evaluation.video_level import build_eval_model, load_eval_model
+    from dist_train.models.resnet import default_shortcut
+
+    assert default_shortcut(18) == "A"
+    cfg = load_config(fx["config"], ["model.name=resnet-18"])  # width 1/8, 32x32 crops
+    weights = str(tmp_path / "r18.pdparams")
+    paddle.seed(4)
+    paddle.save(build_eval_model(cfg).network.state_dict(), weights)
+    fmt = "pir" if compat.paddle_major() >= 3 else "legacy"
+    model_dir = export_model(cfg, weights, str(tmp_path / "r18"), fmt)
+    clips = np.random.default_rng(9).integers(0, 256, (3, 3, 16, 32, 32), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", clips)
+    run_cli(["tests/inference_probe.py", model_dir, str(tmp_path / "x.npy"),
+             str(tmp_path / "out.npz"), "3"], timeout=120)  # the bug could also hang
+    with paddle.no_grad():
+        eager = load_eval_model(cfg, weights)(paddle.to_tensor(clips)).numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "out.npz")["b3"], eager, rtol=0, atol=1e-5)
