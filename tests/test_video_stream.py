@@ -70,3 +70,33 @@ def test_unreadable_videos_name_the_file(tmp_path):
     for path in (empty, garbage, tmp_path / "missing.avi"):
         with pytest.raises(BadSampleError, match=path.name):
             list(iter_test_clips(str(path), 4, 32))
+
+
+def test_video_reader_goes_on_from_the_previous_clip_and_reopens_when_it_must(tmp_path,
+                                                                              monkeypatch):
+    """Clips read in order decode each frame once; a clip before the position, or a file
+    rewritten since, reopens the file (right frames, not stale ones)."""
+    from dist_train.data.readers import VideoReader
+
+    opened = []
+    real_capture = cv2.VideoCapture
+
+    def counting_capture(path, *args):
+        opened.append(path)
+        return real_capture(path, *args)
+
+    monkeypatch.setattr(cv2, "VideoCapture", counting_capture)
+    write_avi(str(tmp_path / "A" / "v.avi"), [stamped_frame(i, 32, 40) for i in range(20)])
+    reader = VideoReader(str(tmp_path))
+
+    def stamps(indices):
+        return [int(round(float(f[..., 0].mean()) / 5)) - 1
+                for f in reader.read_frames("A/v", indices)]
+
+    assert stamps([0, 1, 2, 3]) == [0, 1, 2, 3]
+    assert stamps([4, 6, 4]) == [4, 6, 4] and len(opened) == 1  # went on
+    assert stamps([2, 3]) == [2, 3] and len(opened) == 2          # behind: reopened
+    write_avi(str(tmp_path / "A" / "v.avi"), [stamped_frame(i + 10, 32, 40) for i in range(21)])
+    assert stamps([5, 20]) == [15, 30] and len(opened) == 3      # rewritten: reopened
+    with pytest.raises(BadSampleError, match="only 21 frames decode"):
+        stamps([21])
