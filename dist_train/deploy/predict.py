@@ -137,11 +137,6 @@ def video_scores(model: InferenceModel, path: str, batch_size: int = 8,
                        {k: round(v, 4) for k, v in seconds.items()})
 
 
-def video_probabilities(model: InferenceModel, path: str, batch_size: int = 8) -> np.ndarray:
-    """Mean softmax over every clip (and crop) of one video: float64 [num_classes]."""
-    return video_scores(model, path, batch_size).probs
-
-
 def prediction_record(path: str, scores: VideoScores, names: list[str], topk: int) -> dict:
     """The ``--json`` object of one video (README, "Predict"); ``timeline`` only when the
     scores carry clips."""
