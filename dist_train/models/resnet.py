@@ -36,7 +36,7 @@ class ZeroPadShortcut(nn.Layer):
         if s != 1:  # avg_pool3d with kernel 1 and stride s is exactly a strided slice
             x = x[:, :, ::s, ::s, ::s] if axis == 1 else x[:, ::s, ::s, ::s, :]
         channels = x.shape[axis]
-        zeros, parts = paddle.zeros_like(x), [x]
+        zeros, parts = paddle.zeros(paddle.shape(x), x.dtype), [x]  # zeros_like warns in PIR
         for start in range(channels, self.out_channels, channels):
             take = min(channels, self.out_channels - start)
             parts.append(zeros[:, :take] if axis == 1 else zeros[..., :take])
