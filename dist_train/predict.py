@@ -1,13 +1,13 @@
 """Classify raw videos with an exported model (paddle.inference), sampled like evaluation.
 
     python dist_train/predict.py --model DIR --video FILE_OR_DIR [--topk 5] [--json]
-                                 [--timeline] [--device cpu|gpu]
+                                 [--device cpu|gpu]
 
 Prints the top-k class names with probabilities per video; --timeline adds one line per clip
 with its start and end in seconds (the decoder's timestamps of its first and last frame). With
---json: one JSON object per video (one line each), schema in README ("Predict"). Videos of any length
-are streamed in bounded memory. Progress and errors go to stderr; an unreadable video gets an
-error line naming it, the others continue, and the exit code is 1 if any video failed.
+--json: one JSON object per video (one line each), schema in README ("Predict"). Videos of any
+length are streamed in bounded memory. Progress and errors go to stderr; an unreadable video
+gets an error line naming it, the others continue, and the exit code is 1 if any video failed.
 """
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ def parse_args(argv=None):
     parser.add_argument("--model", required=True, help="export directory (with meta.json)")
     parser.add_argument("--video", required=True, help="a video file or a directory of videos")
     parser.add_argument("--topk", type=int, default=5, help="classes shown per video")
-    parser.add_argument("--json", action="store_true", help="one JSON object per video on stdout")
     parser.add_argument("--timeline", action="store_true",
                         help="also the top-k of every clip with its start/end time in seconds")
+    parser.add_argument("--json", action="store_true", help="one JSON object per video on stdout")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per inference call")
     parser.add_argument("--threads", type=int, help="CPU math threads (default: Paddle's)")
