@@ -5,7 +5,8 @@ loop-padded), optionally 3 crops per clip; the softmax of every clip (and crop) 
 video and the video's prediction is the top-1 of that average. Whole videos are sharded across
 ranks (no padding, no duplicates); each rank keeps one small record per video and the records
 are gathered ONCE at the end, so ``num_videos`` equals the list length for any world size and
-batch size.
+batch size. From raw video each video is decoded once, in order: loader workers take whole
+videos (``_WholeVideosPerWorker``) and the reader goes on from the previous clip.
 
 The evaluation model (uint8 clips -> logits: preprocessing + network) comes from
 ``models/from_config.py``, which training and export use too; the per-clip softmax averaging
