@@ -143,3 +143,11 @@ def test_memory_does_not_grow_with_the_videos_length(fx, tmp_path):
     assert long["num_clips"] == 188
     assert long_peak <= short_peak + 100 * 2**20, (short_peak / 2**20, long_peak / 2**20)
 
+
+
+def test_a_batch_size_or_topk_below_one_is_an_input_error(tmp_path, capsys):
+    from dist_train.predict import main
+
+    for flag in ("--batch-size", "--topk"):
+        assert main(["--model", str(tmp_path), "--video", str(tmp_path), flag, "0"]) == 2
+        assert "--batch-size and --topk must be at least 1" in capsys.readouterr().err
