@@ -154,6 +154,7 @@ def train(args, at_end=None) -> int:
     random.seed(cfg["train.seed"])
     np.random.seed(cfg["train.seed"])
 
+    names = factory.class_names(cfg)  # checks the class index against the lists; saved below
     sampler, train_loader, val_loader = build_loaders(cfg, rank, world, args.debug)
     steps_per_epoch = sampler.steps_per_epoch
     resume_path = checkpoint.resolve_resume(run_dir, args.resume)
@@ -185,12 +186,16 @@ def train(args, at_end=None) -> int:
             removed = truncate_metrics(run_dir, state["global_step"], state["epoch"])
             log.info(f"resumed at epoch {state['epoch']} step {state['step_in_epoch']} (global "
                      f"step {state['global_step']}); {removed} metrics rows after it removed")
+        if state.get("class_names", names) != names:
+            log.warning("the class names of the lists differ from the checkpoint's; the next "
+                        "checkpoints record the lists' names")
+    state["class_names"] = names  # checkpoints carry them (state.json, train_state)
     if state["finished"]:
         log.info("the run is already finished (nothing to do); use another run.dir to train again")
         return 0
 
     preempt.arm_kill_hook(optimizer, rank, lambda: state["global_step"] + 1)  # tests only
-    metrics = MetricsLog(run_dir, rank == 0, cfg["log.visualdl"])
+    metrics = MetricsLog(run_dir, rank == 0, cfg["log.visualdl"], curves=cfg["log.curves"])
     samples = SampleLog(run_dir, rank, state["global_step"]) if os.environ.get(SAMPLE_LOG_ENV) else None
     stop = None
     try:
