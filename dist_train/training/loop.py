@@ -164,10 +164,7 @@ def train(args, at_end=None) -> int:
     has_pretrained = bool(args.weights or cfg["model.pretrained"])
     optimizer = optim.build_optimizer(cfg, network, has_pretrained,
                                       multi_precision=amp["enabled"] and amp["level"] == "O2")
-    if amp["enabled"] and amp["level"] == "O2":
-        network, optimizer = paddle.amp.decorate(models=network, optimizers=optimizer, level="O2",
-                                                 dtype=amp["dtype"], master_weight=True,
-                                                 save_dtype="float32")
+    network, optimizer = engine.decorate_o2(network, optimizer, amp)
     scaler = engine.make_scaler(amp, cfg["amp.init_loss_scale"])
     norm = normalization(cfg)
     train_model = EvalModel(Preprocess(norm["mean"], norm["std"], cfg["model.data_format"]), network)
