@@ -11,7 +11,8 @@
 #   --log_dir DIR          launcher + per-worker logs (default: <run.dir>/launch_logs)
 #   --devices LIST         GPUs to use (default: all visible, honouring CUDA_VISIBLE_DEVICES)
 #   --nproc N              CPU only: processes per node (default: min(2, cores))
-#   --cpu                  ignore GPUs and train on the CPU
+#   --cpu                  ignore GPUs and train on the CPU (also: DIST_TRAIN_GPUS=0, or
+#                          CUDA_VISIBLE_DEVICES set to an empty list)
 #   --resume auto|none|PATH  (default: auto: continue the newest complete checkpoint of run.dir)
 #   --weights PATH         initial weights (ignored when resuming)
 #   --accept-config-change continue a run directory whose saved config differs
@@ -56,7 +57,7 @@ while [[ $# -gt 0 ]]; do
     --dry-run) DRY_RUN=1; shift ;;
     -o) need_value "$@"; [[ "$2" == *=* ]] || die "-o expects key=value, got '$2'"
         OVERRIDES+=(-o "$2"); shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     -*) die "unknown option '$1' (see ./launch.sh --help)" ;;
     *=*) OVERRIDES+=(-o "$1"); shift ;;
     *) [[ -z "$CONFIG" ]] || die "two configs given ('$CONFIG' and '$1'); overrides are key=value"
@@ -87,9 +88,17 @@ count_gpus() {
 }
 
 TRAIN=("$REPO/dist_train/train.py" -c "$CONFIG" "${OVERRIDES[@]}" --resume "$RESUME" "${TRAIN_ARGS[@]}")
+# A CPU run: --cpu, DIST_TRAIN_GPUS=0, or a CUDA_VISIBLE_DEVICES that is set but lists nothing.
+if [[ "${DIST_TRAIN_GPUS:-}" == 0 || ( -n "${CUDA_VISIBLE_DEVICES+set}" && -z "${CUDA_VISIBLE_DEVICES// /}" ) ]]; then
+  FORCE_CPU=1
+fi
+# On the CPU the trainers see no GPU (CUDA_VISIBLE_DEVICES empty) and set the CPU device
+# (DIST_TRAIN_DEVICE); the launcher runs through dist_train.dist.cpu_launch, because Paddle's own
+# would put a GPU build's processes on the GPUs whatever CUDA_VISIBLE_DEVICES says.
+CPU_ENV=(CUDA_VISIBLE_DEVICES= DIST_TRAIN_DEVICE=cpu)
 if [[ "$DEBUG" == 1 ]]; then
   CMD=("$PY" "${TRAIN[@]}" --debug)
-  [[ "$FORCE_CPU" == 0 ]] || CMD=(env CUDA_VISIBLE_DEVICES= "${CMD[@]}")
+  [[ "$FORCE_CPU" == 0 ]] || CMD=(env "${CPU_ENV[@]}" "${CMD[@]}")
 else
   GPUS=0; [[ "$FORCE_CPU" == 1 ]] || GPUS="$(count_gpus)"
   if [[ "$GPUS" -gt 0 ]]; then
@@ -105,8 +114,7 @@ else
     CORES="$(nproc 2>/dev/null || echo 1)"
     NPROC="${NPROC:-$(( CORES < 2 ? CORES : 2 ))}"
     THREADS="${OMP_NUM_THREADS:-$(( CORES / NPROC > 0 ? CORES / NPROC : 1 ))}"
-    # CUDA_VISIBLE_DEVICES would make the launcher look for GPUs.
-    CMD=(env -u CUDA_VISIBLE_DEVICES OMP_NUM_THREADS="$THREADS" "$PY" -m paddle.distributed.launch
+    CMD=(env "${CPU_ENV[@]}" OMP_NUM_THREADS="$THREADS" "$PY" -m dist_train.dist.cpu_launch
          --nproc_per_node "$NPROC" "${LAUNCH_ARGS[@]}" --log_dir "$LOG_DIR" "${TRAIN[@]}")
   fi
 fi
