@@ -19,6 +19,8 @@
 #   --debug                one process without the launcher (train.py --debug)
 #   --max-restarts N       relaunch a failed job up to N times, resuming (default 3; see below)
 #   --dry-run              print the exact launch command and exit
+#   --round-batch          round train.batch_size up to a multiple of the processes x
+#                          train.accum_steps (the demo: any GPU count; train.lr_base_batch scales lr)
 # Environment: DIST_TRAIN_VENV (virtual environment, default <repo>/.venv), DIST_TRAIN_GPUS
 # (GPU count, overriding detection), DIST_TRAIN_SKIP_SETUP=1 (do not call scripts/setup.sh).
 # Unknown options are errors: paddle.distributed.launch silently falls back to its legacy
@@ -36,7 +38,7 @@ if [[ $# -eq 0 || " $* " == *" --quick "* ]]; then exec "$REPO/scripts/demo.sh" 
 
 CONFIG="" ; OVERRIDES=() ; TRAIN_ARGS=() ; LAUNCH_ARGS=()
 LOG_DIR="" ; DEVICES="" ; NPROC="" ; FORCE_CPU=0 ; RESUME="auto" ; DEBUG=0 ; DRY_RUN=0
-MAX_RESTARTS=3
+MAX_RESTARTS=3 ROUND_BATCH=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --nnodes) need_value "$@"; [[ "$2" =~ ^[0-9]+(:[0-9]+)?$ ]] || die "--nnodes expects N, got '$2'"
@@ -55,9 +57,10 @@ while [[ $# -gt 0 ]]; do
     --max-restarts) need_value "$@"; [[ "$2" =~ ^[0-9]+$ ]] || die "--max-restarts expects an integer"
                     MAX_RESTARTS="$2"; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
+    --round-batch) ROUND_BATCH=1; shift ;;
     -o) need_value "$@"; [[ "$2" == *=* ]] || die "-o expects key=value, got '$2'"
         OVERRIDES+=(-o "$2"); shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     -*) die "unknown option '$1' (see ./launch.sh --help)" ;;
     *=*) OVERRIDES+=(-o "$1"); shift ;;
     *) [[ -z "$CONFIG" ]] || die "two configs given ('$CONFIG' and '$1'); overrides are key=value"
@@ -106,6 +109,11 @@ else
       # --devices takes labels of CUDA_VISIBLE_DEVICES when it is set, else 0..N-1.
       if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then DEVICES="$CUDA_VISIBLE_DEVICES"
       else DEVICES="$(seq -s, 0 $((GPUS - 1)))"; fi
+    elif [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then  # Paddle's launcher would die on a ValueError
+      for d in ${DEVICES//,/ }; do
+        [[ ",${CUDA_VISIBLE_DEVICES// /}," == *",$d,"* ]] || die "--devices $DEVICES: '$d' is not \
+in CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES (--devices takes its entries, e.g. --devices ${CUDA_VISIBLE_DEVICES%%,*})"
+      done
     fi
     CMD=("$PY" -m paddle.distributed.launch --devices "$DEVICES" "${LAUNCH_ARGS[@]}"
          --log_dir "$LOG_DIR" "${TRAIN[@]}")
@@ -117,6 +125,28 @@ else
     CMD=(env "${CPU_ENV[@]}" OMP_NUM_THREADS="$THREADS" "$PY" -m dist_train.dist.cpu_launch
          --nproc_per_node "$NPROC" "${LAUNCH_ARGS[@]}" --log_dir "$LOG_DIR" "${TRAIN[@]}")
   fi
+fi
+
+if [[ "$ROUND_BATCH" == 1 ]]; then
+  PER_NODE=1 NODES=1
+  if [[ "$DEBUG" == 0 ]]; then
+    if [[ "$GPUS" -gt 0 ]]; then PER_NODE="$(tr ',' '\n' <<< "$DEVICES" | grep -c .)"; else PER_NODE="$NPROC"; fi
+  fi
+  for i in "${!LAUNCH_ARGS[@]}"; do
+    if [[ "${LAUNCH_ARGS[$i]}" == --nnodes ]]; then NODES="${LAUNCH_ARGS[$((i + 1))]%%:*}"; fi
+  done
+  # Prints the rounded batch (nothing when it already divides) and says so on stderr.
+  BATCH="$("$PY" -c 'import sys
+from dist_train.config import load_config
+world, cfg = int(sys.argv[1]), load_config(sys.argv[2], sys.argv[3:][1::2])
+batch, accum, lr, base = (cfg[k] for k in ("train.batch_size", "train.accum_steps", "train.lr", "train.lr_base_batch"))
+rounded = -(-batch // (world * accum)) * world * accum
+if rounded != batch:
+    scaled = f"lr {lr:g} x {rounded}/{base}" if base else "lr unchanged (train.lr_base_batch is not set)"
+    print(f"launch.sh: train.batch_size {batch} -> {rounded}: a multiple of {world} processes x "
+          f"{accum} accumulation steps; {scaled}", file=sys.stderr)
+    print(rounded)' "$(( PER_NODE * NODES ))" "$CONFIG" "${OVERRIDES[@]}")" || exit 2
+  if [[ -n "$BATCH" ]]; then CMD+=(-o "train.batch_size=$BATCH"); fi
 fi
 
 if [[ "$DRY_RUN" == 1 ]]; then
