@@ -71,3 +71,22 @@ def test_demo_asks_launch_sh_to_round_the_batch():
     with open(os.path.join(REPO, "scripts", "demo.sh"), encoding="utf-8") as f:
         launches = [line for line in f if '"$REPO/launch.sh"' in line and not line.startswith("#")]
     assert launches and all("--round-batch" in line for line in launches)
+
+
+def test_predict_device_gpu_n_is_parsed_and_never_falls_back_silently(tmp_path):
+    from dist_train.config import load_config
+    from dist_train.deploy import predict as deploy_predict
+    from dist_train.deploy.export import export_model
+    from videoeval_fixtures import make_fixture
+
+    assert [deploy_predict.gpu_index(d) for d in ("cpu", "gpu", "gpu:0", "gpu:3")] == [None, 0, 0, 3]
+    for bad in ("gpu:", "gpu:x", "cuda:1", "GPU"):
+        with pytest.raises(ValueError, match="cpu, gpu or gpu:N"):
+            deploy_predict.gpu_index(bad)
+    fixture = make_fixture(str(tmp_path))
+    out = export_model(load_config(fixture["config"]), fixture["weights"], str(tmp_path / "export"))
+    assert deploy_predict.InferenceModel(out, "cpu").config.use_gpu() is False
+    # This Paddle is a CPU build: a GPU request is an error naming the device, not a CPU run.
+    proc = run_cli(["dist_train/predict.py", "--model", out, "--video", fixture["root"],
+                    "--device", "gpu:1"], check=False)
+    assert proc.returncode == 2 and "device gpu:1: this Paddle build cannot run inference on a GPU" in proc.stderr
