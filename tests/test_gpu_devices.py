@@ -51,7 +51,7 @@ def test_devices_outside_cuda_visible_devices_is_a_clear_error():
     assert ok.returncode == 0 and "--devices 5" in ok.stdout
 
 
-@pytest.mark.parametrize("gpus", [1, 2, 3, 5, 6, 7, 8])
+@pytest.mark.parametrize("gpus", [1, 3, 5, 6, 7])
 def test_demo_batch_is_rounded_to_the_gpu_count_and_lr_scaled(gpus):
     proc = run(["./launch.sh", "--round-batch", "--dry-run", "configs/demo.yaml"],
                DIST_TRAIN_GPUS=str(gpus))
