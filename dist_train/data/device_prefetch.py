@@ -2,9 +2,12 @@
 
 ``for clips, labels in DevicePrefetcher(loader, copy): ...`` takes the loader's host batches and
 hands out device batches. Before it hands out batch k it has already started the copy of batch
-k+1, so on a GPU that copy (asynchronous, from pinned memory: ``pinned_gpu_copy``) overlaps the
-computation of batch k instead of stalling the host before every step, as a synchronous
-``paddle.to_tensor`` from pageable memory does.
+k+1. On a GPU (``pinned_gpu_copy``) that copy goes from pinned memory without blocking: the host
+stages batch k+1 and goes on launching batch k's kernels, where a synchronous
+``paddle.to_tensor`` from pageable memory made it wait, every step, for the copy and so for every
+kernel queued before it (the GPU then idles while the host prepares the next step). The copy is
+queued on the current stream, ahead of batch k's kernels; the DMA itself is short (a 16 x
+16x112x112 uint8 batch is 9.6 MB, about 1 ms over PCIe) next to the step.
 
 The copy is injected, so the ordering and slot bookkeeping here are device-agnostic (and tested
 on the CPU): ``copy(batch, slot) -> (device_batch, busy)``. ``slot`` numbers the staging area the
