@@ -35,6 +35,7 @@ def rerun_compare(worker, runs, tmp_path, name):
 
 
 @pytest.mark.multiproc
+@pytest.mark.paddle2
 def test_cpu_smoke_passes_and_its_comparison_catches_breakage(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     proc = run_in_own_group([os.path.join(REPO, "scripts", "gpu_selftest.sh"), "--cpu-smoke"],
