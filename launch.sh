@@ -104,6 +104,11 @@ if [[ "$DEBUG" == 1 ]]; then
   [[ "$FORCE_CPU" == 0 ]] || CMD=(env "${CPU_ENV[@]}" "${CMD[@]}")
 else
   GPUS=0; [[ "$FORCE_CPU" == 1 ]] || GPUS="$(count_gpus)"
+  if [[ "$GPUS" == 0 && "$FORCE_CPU" == 0 ]] && command -v nvidia-smi >/dev/null 2>&1 \
+      && nvidia-smi -L >/dev/null 2>&1; then
+    echo "launch.sh: warning: nvidia-smi lists GPUs but the Paddle of ${PY%/bin/python} counts none" \
+         "(a CPU build? run scripts/setup.sh; --cpu trains on the CPU on purpose); training on the CPU" >&2
+  fi
   if [[ "$GPUS" -gt 0 ]]; then
     if [[ -z "$DEVICES" ]]; then
       # --devices takes labels of CUDA_VISIBLE_DEVICES when it is set, else 0..N-1.

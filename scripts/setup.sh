@@ -78,4 +78,8 @@ if [[ "$WITH_TEST" == 1 ]]; then
 fi
 "${PIP[@]}" install --no-deps --no-build-isolation -e "$REPO"
 "$VENV/bin/python" -c 'import paddle, cv2, yaml, dist_train; print("setup.sh: paddle", paddle.__version__, "| opencv", cv2.__version__, "| dist_train", dist_train.__version__)'
+if [[ "${PADDLE_REQ%%[=<>~ ]*}" == paddlepaddle-gpu ]]; then
+  "$VENV/bin/python" -c 'import sys, paddle; sys.exit(0 if paddle.is_compiled_with_cuda() else 1)' \
+    || { echo "setup.sh: $PADDLE_REQ is installed in $VENV but its Paddle is not a CUDA build (files of the CPU paddlepaddle over it?); remove $VENV and run setup.sh again" >&2; exit 1; }
+fi
 echo "$STAMP_INPUT" > "$STAMP_FILE"

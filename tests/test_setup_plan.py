@@ -78,3 +78,20 @@ def test_other_paddle_flavour_is_planned_for_removal(tmp_path):
     assert cpu["remove"] == "" and cpu["action"] == "install"
     (site / "paddlepaddle_gpu-2.6.2.dist-info").mkdir()
     assert plan(stand_in_gpu_env(tmp_path, DIST_TRAIN_VENV=str(venv), DIST_TRAIN_PADDLE="paddlepaddle==3.3.1"))["remove"] == "paddlepaddle-gpu"
+
+
+def test_launch_warns_when_a_gpu_machine_has_a_cpu_paddle(tmp_path):
+    """A GPU machine whose venv holds a CPU Paddle (e.g. after the old test.sh installed one over
+    paddlepaddle-gpu) is named, not trained on the CPU without a word; --cpu stays quiet."""
+    env = stand_in_gpu_env(tmp_path, DIST_TRAIN_SKIP_SETUP="1",
+                           DIST_TRAIN_VENV=os.environ.get("DIST_TRAIN_VENV", os.path.join(REPO, ".venv")))
+    env.pop("DIST_TRAIN_GPUS", None)
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    launch = os.path.join(REPO, "launch.sh")
+    proc = subprocess.run([launch, "--dry-run", "configs/demo.yaml"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "nvidia-smi lists GPUs but the Paddle of" in proc.stderr and "counts none" in proc.stderr
+    quiet = subprocess.run([launch, "--cpu", "--dry-run", "configs/demo.yaml"], env=env, cwd=REPO,
+                           capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr
