@@ -57,13 +57,14 @@ SCHEMA: dict[str, Key] = {
     "model.pretrained_lr_mult": Key("float", 1.0, "lr multiplier for parameters loaded from model.pretrained"),
     "model.freeze_bn": Key("bool", False, "keep BatchNorm statistics and affine parameters frozen"),
     # --- data ---
-    "data.root": Key("path", "data/synthetic/frames", "root of frame folders, raw videos or the packed store"),
-    "data.source": Key("str", "frames", "where clips come from", ("frames", "video", "packed")),
+    "data.root": Key("path", "data/synthetic/frames", "root of frame folders, raw videos, the packed store or the JPEG store"),
+    "data.source": Key("str", "frames", "where clips come from (packed: uint8 store of data_tools/pack_clips.py; jpeg_store: compressed store of data_tools/prepare_jpeg_store.py)", ("frames", "video", "packed", "jpeg_store")),
     "data.frame_template": Key("str", "img_{:05d}.jpg", "file name of frame i (1-based) inside a video folder"),
-    "data.video_ext": Key("str", ".avi", "file extension of raw videos (data.source: video)"),
+    "data.video_ext": Key("str", ".avi", "file extension of raw videos (data.source: video; '' when the list paths carry it, as generated Kinetics and own-folder lists do)"),
     "data.train_list": Key("path", "data/synthetic/lists/ucf101_train_split1.txt", "training list"),
     "data.val_list": Key("path", "data/synthetic/lists/ucf101_val_split1.txt", "validation list"),
     "data.test_list": Key("path", None, "list for video-level evaluation (null = data.val_list)", None, True),
+    "data.class_index": Key("path", None, "class names, one per line (line 1 = label 0; null = the classes.txt beside the train, val or test list, else each label's class folder)", None, True),
     "data.clip_len": Key("int", 16, "frames per clip (T)"),
     "data.crop_size": Key("int", 112, "spatial side of a clip (H = W)"),
     "data.temporal_stride": Key("int", 1, "take every s-th frame; a clip spans T*s frames"),
@@ -122,6 +123,8 @@ SCHEMA: dict[str, Key] = {
     # --- logging ---
     "log.every_steps": Key("int", 10, "log a training line every N optimizer steps"),
     "log.visualdl": Key("bool", True, "write VisualDL scalars under <run.dir>/vdl"),
+    "log.curves": Key("bool", True, "rank 0 redraws <run.dir>/curves.png (+ curves.json) after "
+                      "each validation and at the end, in a child process"),
     # --- export ---
     "export.at_end": Key("bool", True, "export the best model at the end of training"),
     "export.format": Key("str", "auto", "inference format: pir (.json, Paddle 3), legacy (.pdmodel, "

@@ -4,7 +4,7 @@ softmax averaged per video. Single process or under ``python -m paddle.distribut
     python dist_train/evaluate.py -c CONFIG --weights PATH [-o key=value ...] [--crops 1|3]
 
 PATH is a .pdparams weights file or a checkpoint directory. Writes <run.dir>/eval/report.json,
-confusion_matrix.csv/.png and video_probs.npz (or into --out-dir).
+confusion_matrix.csv/.png, per_class_accuracy.png and video_probs.npz (or into --out-dir).
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    import dist_train  # noqa: F401  (before Paddle: the report's PNGs need zlib loaded first, see compat.py)
     import paddle
 
     from dist_train import cpu_memory, dist

@@ -1,6 +1,10 @@
-"""Build readers and datasets from a config (``cfg["data.xxx"]`` lookups only)."""
+"""Build readers and datasets from a config (``cfg["data.xxx"]`` lookups only), and name the
+classes of its lists."""
+import os
+
+from dist_train.data.jpeg_store import JpegStoreReader
 from dist_train.data.datasets import EvalClipDataset, TrainClipDataset, sample_video_test_clips
-from dist_train.data.lists import read_list
+from dist_train.data.lists import CLASS_INDEX_FILE, class_names_for_lists, read_list
 from dist_train.data.readers import FrameFolderReader, VideoReader
 from dist_train.data.store import PackedStoreReader
 
@@ -13,7 +17,31 @@ def build_reader(cfg):
         return VideoReader(cfg["data.root"], cfg["data.video_ext"])
     if source == "packed":
         return PackedStoreReader(cfg["data.root"])  # data.root is the store directory
-    raise ValueError(f"unknown data.source {source!r}: use frames, video or packed")
+    if source == "jpeg_store":
+        return JpegStoreReader(cfg["data.root"])  # data.root is the store directory
+    raise ValueError(f"unknown data.source {source!r}: use frames, video, packed or jpeg_store")
+
+
+LIST_KEYS = ("data.train_list", "data.val_list", "data.test_list")
+
+
+def class_index_path(cfg):
+    """data.class_index, else the classes.txt beside the train, val or test list (the first
+    found), else None (names come from the lists' class folders)."""
+    if cfg["data.class_index"]:
+        return cfg["data.class_index"]
+    for key in LIST_KEYS:
+        if cfg[key]:
+            candidate = os.path.join(os.path.dirname(cfg[key]), CLASS_INDEX_FILE)
+            if os.path.isfile(candidate):
+                return candidate
+    return None
+
+
+def class_names(cfg):
+    """The name of every label (lists.class_names_for_lists over the configured lists)."""
+    return class_names_for_lists([cfg[key] for key in LIST_KEYS], cfg["model.num_classes"],
+                                 class_index_path(cfg))
 
 
 def build_train_dataset(cfg):

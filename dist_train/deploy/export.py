@@ -41,9 +41,22 @@ def clip_sampling_description(cfg) -> dict:
     }
 
 
+def meta_class_names(cfg, weights: str) -> list[str]:
+    """The class names of the config's lists; when they name no class (every name class_<i>,
+    e.g. an export on a machine without the dataset) those the checkpoint ``weights`` saved."""
+    from dist_train.checkpoint import read_state
+    from dist_train.evaluation.video_level import class_names
+
+    names = class_names(cfg)
+    if os.path.isdir(weights) and all(n == f"class_{i}" for i, n in enumerate(names)):
+        saved = read_state(weights)["train_state"].get("class_names")
+        if isinstance(saved, list) and len(saved) == len(names):
+            return saved
+    return names
+
+
 def build_meta(cfg, weights: str, fmt: str, program_file: str) -> dict:
     from dist_train.models.from_config import network_options, normalization
-    from dist_train.evaluation.video_level import class_names
 
     clip_len, crop = cfg["data.clip_len"], cfg["data.crop_size"]
     return {
@@ -54,7 +67,7 @@ def build_meta(cfg, weights: str, fmt: str, program_file: str) -> dict:
         "input": {"name": INPUT_NAME, "dtype": "uint8", "layout": "NCTHW",
                   "shape": [-1, 3, clip_len, crop, crop], "channels": "RGB", "range": "0-255"},
         "output": {"kind": "logits", "shape": [-1, cfg["model.num_classes"]]},
-        "class_names": class_names(cfg),
+        "class_names": meta_class_names(cfg, weights),
         "num_classes": cfg["model.num_classes"],
         "clip_len": clip_len,
         "crop_size": crop,

@@ -23,7 +23,6 @@ import paddle.nn as nn
 
 from dist_train import dist
 from dist_train.data import factory
-from dist_train.data.lists import DataError, read_list
 from dist_train.data.readers import BadSampleError
 from dist_train.data.workers import register_parent_cleanup, worker_init_fn
 from dist_train.checkpoint import load_weights
@@ -50,27 +49,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def class_names(cfg) -> list[str]:
-    """Class name of every label, from the class folder of each list entry (``<Class>/<video>``).
-
-    All configured lists that exist are read (train, val, test); a label that maps to two
-    different folders is an error; a label absent from every list is named ``class_<i>``.
-    """
-    num_classes = cfg["model.num_classes"]
-    names: dict[int, tuple[str, str]] = {}
-    for key in ("data.train_list", "data.val_list", "data.test_list"):
-        path = cfg[key]
-        if path is None or not os.path.isfile(path):
-            continue
-        for entry in read_list(path):
-            name = entry.video.split("/")[0]
-            if entry.label >= num_classes:
-                raise DataError(f"{path}: label {entry.label} of {entry.video} is not below "
-                                f"model.num_classes={num_classes}")
-            seen = names.setdefault(entry.label, (name, path))
-            if seen[0] != name:
-                raise DataError(f"label {entry.label} is class {seen[0]!r} in {seen[1]} but "
-                                f"{name!r} in {path}; the lists disagree")
-    return [names[i][0] if i in names else f"class_{i}" for i in range(num_classes)]
+    """Class name of every label: data.class_index or the classes.txt beside the lists, else
+    each label's class folder (``<Class>/<video>``); see ``data.factory.class_names``."""
+    return factory.class_names(cfg)
 
 
 class _FlaggedItems:

@@ -156,6 +156,7 @@ def train(args, at_end=None) -> int:
     random.seed(cfg["train.seed"])
     np.random.seed(cfg["train.seed"])
 
+    names = factory.class_names(cfg)  # checks the class index against the lists; saved below
     # On a GPU the shared-memory loader hands out host batches that DevicePrefetcher copies.
     prefetch = on_gpu and cfg["data.loader"] == "shm"
     sampler, train_loader, val_loader = build_loaders(cfg, rank, world, args.debug, prefetch)
@@ -186,12 +187,16 @@ def train(args, at_end=None) -> int:
             removed = truncate_metrics(run_dir, state["global_step"], state["epoch"])
             log.info(f"resumed at epoch {state['epoch']} step {state['step_in_epoch']} (global "
                      f"step {state['global_step']}); {removed} metrics rows after it removed")
+        if state.get("class_names", names) != names:
+            log.warning("the class names of the lists differ from the checkpoint's; the next "
+                        "checkpoints record the lists' names")
+    state["class_names"] = names  # checkpoints carry them (state.json, train_state)
     if state["finished"]:
         log.info("the run is already finished (nothing to do); use another run.dir to train again")
         return 0
 
     preempt.arm_kill_hook(optimizer, rank, lambda: state["global_step"] + 1)  # tests only
-    metrics = MetricsLog(run_dir, rank == 0, cfg["log.visualdl"])
+    metrics = MetricsLog(run_dir, rank == 0, cfg["log.visualdl"], curves=cfg["log.curves"])
     samples = SampleLog(run_dir, rank, state["global_step"]) if os.environ.get(SAMPLE_LOG_ENV) else None
     stop = None
     try:
