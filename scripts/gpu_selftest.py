@@ -108,9 +108,19 @@ def float32_state(net, opt):
 
 # ---------------------------------------------------------------- local checks (one process)
 
-def amp_step(out_dir, name, dtype, level, on_gpu):
+def dtype_unsupported(dtype, on_gpu):
+    """Why ``dtype`` cannot run here (None when it can): no GPU, or a GPU without it (bfloat16
+    needs compute capability 8.0)."""
     if not on_gpu:
-        return report(out_dir, name, None, "needs a GPU (fp16/bf16 kernels)")
+        return "needs a GPU (fp16/bf16 kernels)"
+    supported = paddle.amp.is_bfloat16_supported() if dtype == "bfloat16" else paddle.amp.is_float16_supported()
+    return None if supported else f"this GPU does not support {dtype}"
+
+
+def amp_step(out_dir, name, dtype, level, on_gpu):
+    unsupported = dtype_unsupported(dtype, on_gpu)
+    if unsupported:
+        return report(out_dir, name, None, unsupported)
     amp = amp_of(dtype, level, on_gpu)
     net, opt, scaler = training_setup(amp)
     seen = []
@@ -128,6 +138,8 @@ def amp_step(out_dir, name, dtype, level, on_gpu):
 
 def o2_resume(out_dir, name, dtype, on_gpu):
     """2 steps straight against 1 step, checkpoint, a fresh set-up loading it, 1 step."""
+    if on_gpu and dtype_unsupported(dtype, on_gpu):
+        return report(out_dir, name, None, dtype_unsupported(dtype, on_gpu))
     amp = amp_of(dtype if on_gpu else "float32", "O2", on_gpu)
     batches = [batch(seed=s) for s in (1, 2)]
     net, opt, scaler = training_setup(amp)
@@ -216,6 +228,8 @@ def layout_speed(out_dir, name, on_gpu):
     if on_gpu:  # BatchNorm runs channels-last only with it (and only in float16)
         paddle.set_flags({"FLAGS_cudnn_batchnorm_spatial_persistent": True})
     for dtype in (("float32", "float16", "bfloat16") if on_gpu else ("float32",)):
+        if dtype != "float32" and dtype_unsupported(dtype, on_gpu):
+            continue
         amp = amp_of(dtype, "O1", on_gpu)
         seconds = {}
         for layout in ("NCDHW", "NDHWC"):
