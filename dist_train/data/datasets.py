@@ -246,7 +246,8 @@ def sample_video_test_clips(path, clip_len, crop_size, short_side=None, stride=1
     """All test clips of ONE raw video file: uint8 [num_clips * num_crops, 3, T, H, W].
 
     Same sampling and crops as ``EvalClipDataset(mode='test')`` (clip-major, crops innermost),
-    on frames decoded and counted from the file, so prediction equals evaluation.
+    on frames decoded and counted from the file. Holds every decoded frame: long videos go
+    through ``data.video_stream`` (same clips, one pass, bounded memory).
     """
     frames = decode_video(path)
     short_side = int(short_side or crop_size)

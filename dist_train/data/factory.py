@@ -75,7 +75,9 @@ def build_eval_dataset(cfg, mode):
 def load_video_clips(path, clip_len, crop_size, short_side=None, stride=1, num_crops=1):
     """Every test clip of one raw video file: uint8 [num_clips * num_crops, 3, T, H, W].
 
-    The sampling and crops of ``build_eval_dataset(cfg, 'test')``, so prediction equals
-    evaluation (clip-major order, crops innermost).
+    The sampling and crops of ``build_eval_dataset(cfg, 'test')`` (clip-major order, crops
+    innermost), from the whole decoded video held in memory: short videos and the reference
+    that ``data.video_stream.iter_test_clips`` (prediction's one-pass, bounded-memory path) is
+    tested against, bit for bit.
     """
     return sample_video_test_clips(path, clip_len, crop_size, short_side, stride, num_crops)
