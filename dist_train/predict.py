@@ -1,7 +1,7 @@
 """Classify raw videos with an exported model (paddle.inference), sampled like evaluation.
 
     python dist_train/predict.py --model DIR --video FILE_OR_DIR [--topk 5] [--json]
-                                 [--device cpu|gpu]
+                                 [--device cpu|gpu|gpu:N]
 
 Prints the top-k class names with probabilities per video; --timeline adds one line per clip
 with its start and end in seconds (the decoder's timestamps of its first and last frame). With
@@ -31,7 +31,7 @@ def parse_args(argv=None):
     parser.add_argument("--timeline", action="store_true",
                         help="also the top-k of every clip with its start/end time in seconds")
     parser.add_argument("--json", action="store_true", help="one JSON object per video on stdout")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, gpu (GPU 0) or gpu:N")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per inference call")
     parser.add_argument("--threads", type=int, help="CPU math threads (default: Paddle's)")
     return parser.parse_args(argv)

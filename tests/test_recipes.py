@@ -204,7 +204,8 @@ def test_evaluate_recipe_without_checkpoint_fails_clearly(tmp_path):
 
 
 def test_readme_data_tools_commands_on_a_tiny_fixture(tmp_path):
-    commands = readme_commands(("python data_tools/",))
+    # The UCF-101 walk-through (Kinetics, own-folder and store commands have their own tests).
+    commands = [c for c in readme_commands(("python data_tools/",)) if "data/ucf101/" in c]
     tools = [c.split()[1] for c in commands]
     assert tools == ["data_tools/extract_frames.py", "data_tools/build_lists.py",
                      "data_tools/verify_dataset.py", "data_tools/pack_clips.py"]

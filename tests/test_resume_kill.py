@@ -213,8 +213,8 @@ def test_sigterm_to_the_launcher_saves_at_the_agreed_step(data, tmp_path):
         while not (log.exists() and "epoch 1 step 1/2" in log.read_text()):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-4000:]
             time.sleep(0.2)
-        launcher = [p for p in psutil.Process(proc.pid).children()
-                    if "paddle.distributed.launch" in " ".join(p.cmdline())]
+        launcher = [p for p in psutil.Process(proc.pid).children()  # the CPU launch's launcher
+                    if "dist_train.dist.cpu_launch" in " ".join(p.cmdline())]
         assert len(launcher) == 1
         signalled = time.monotonic()
         launcher[0].send_signal(signal.SIGTERM)

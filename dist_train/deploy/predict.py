@@ -28,10 +28,20 @@ from dist_train.evaluation.video_level import softmax
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv")
 
 
+def gpu_index(device: str) -> int | None:
+    """'cpu' -> None; 'gpu' -> 0; 'gpu:N' -> N (a GPU index among the visible ones)."""
+    kind, colon, index = device.partition(":")
+    if device == "cpu" or (kind == "gpu" and (not colon or index.isdigit())):
+        return None if device == "cpu" else int(index or 0)
+    raise ValueError(f"device must be cpu, gpu or gpu:N, got {device!r}")
+
+
 class InferenceModel:
     """An exported model directory loaded into a paddle.inference predictor."""
 
     def __init__(self, model_dir: str, device: str = "cpu", threads: int | None = None):
+        """``device``: cpu, gpu (GPU 0) or gpu:N (GPU N of the visible ones)."""
+        import paddle
         from paddle import inference
 
         self.meta = read_meta(model_dir)
@@ -40,15 +50,18 @@ class InferenceModel:
         if not os.path.isfile(program):
             program, params = compat.inference_files(model_dir, MODEL_NAME)
         config = inference.Config(compat.check_readable_program(program), params)
-        if device == "gpu":
-            config.enable_use_gpu(256, 0)
-        elif device == "cpu":
+        gpu = gpu_index(device)
+        if gpu is not None:
+            config.enable_use_gpu(256, gpu)
+            if not config.use_gpu():  # a CPU build only logs this and runs on the CPU
+                raise ValueError(f"device {device}: this Paddle build cannot run inference on a "
+                                 f"GPU (Paddle {paddle.__version__}, a CPU build?); use --device cpu")
+        else:
             config.disable_gpu()
             if threads:
                 config.set_cpu_math_library_num_threads(int(threads))
-        else:
-            raise ValueError(f"device must be cpu or gpu, got {device!r}")
         config.disable_glog_info()
+        self.config = config
         self.predictor = inference.create_predictor(config)
         self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])

@@ -17,6 +17,7 @@ from dist_train.training import engine, optim, preempt
 from dist_train.dist import host_allreduce, sync_bn
 from dist_train.config import ConfigError, load_config
 from dist_train.data import factory
+from dist_train.data.device_prefetch import DevicePrefetcher, pinned_gpu_copy
 from dist_train.data.loader import make_loader
 from dist_train.data.sampler import EvalBatchSampler, GlobalBatchSampler
 from dist_train.logs import get_logger, setup_logging
@@ -83,14 +84,15 @@ class SampleLog:
         self.file.close()
 
 
-def build_loaders(cfg, rank: int, world: int, debug: bool):
+def build_loaders(cfg, rank: int, world: int, debug: bool, host_batches: bool = False):
     workers = cfg["data.num_workers"]
     train_ds = factory.build_train_dataset(cfg)
     num_train = len(train_ds)
     if debug:
         num_train = min(num_train, DEBUG_TRAIN_BATCHES * cfg["train.batch_size"])
     sampler = GlobalBatchSampler(num_train, cfg["train.batch_size"], rank, world, cfg["train.seed"])
-    train_loader = make_loader(train_ds, sampler, workers, cfg["data.loader"])
+    train_loader = make_loader(train_ds, sampler, workers, cfg["data.loader"],
+                               host_batches=host_batches)
     val_loader = None
     if cfg["val.every_epochs"] > 0:
         val_ds = factory.build_eval_dataset(cfg, "val")
@@ -161,7 +163,9 @@ def train(args, at_end=None) -> int:
     np.random.seed(cfg["train.seed"])
 
     names = factory.class_names(cfg)  # checks the class index against the lists; saved below
-    sampler, train_loader, val_loader = build_loaders(cfg, rank, world, args.debug)
+    # On a GPU the shared-memory loader hands out host batches that DevicePrefetcher copies.
+    prefetch = on_gpu and cfg["data.loader"] == "shm"
+    sampler, train_loader, val_loader = build_loaders(cfg, rank, world, args.debug, prefetch)
     steps_per_epoch = sampler.steps_per_epoch
     resume_path = checkpoint.resolve_resume(run_dir, args.resume)
     weights = None if resume_path else (args.weights or cfg["model.pretrained"])
@@ -171,10 +175,7 @@ def train(args, at_end=None) -> int:
     has_pretrained = bool(args.weights or cfg["model.pretrained"])
     optimizer = optim.build_optimizer(cfg, network, has_pretrained,
                                       multi_precision=amp["enabled"] and amp["level"] == "O2")
-    if amp["enabled"] and amp["level"] == "O2":
-        network, optimizer = paddle.amp.decorate(models=network, optimizers=optimizer, level="O2",
-                                                 dtype=amp["dtype"], master_weight=True,
-                                                 save_dtype="float32")
+    network, optimizer = engine.decorate_o2(network, optimizer, amp)
     scaler = engine.make_scaler(amp, cfg["amp.init_loss_scale"])
     norm = normalization(cfg)
     train_model = EvalModel(Preprocess(norm["mean"], norm["std"], cfg["model.data_format"]), network)
@@ -240,6 +241,9 @@ def train_loop(cfg, state, model, train_model, network, optimizer, scaler, sched
              f"{dist.get_world_size()} ranks x {cfg['train.accum_steps']} micro-steps x "
              f"{cfg['train.batch_size'] // dist.get_world_size() // cfg['train.accum_steps']} clips; "
              f"{len(params)} trainable tensors")
+    # GPU: batch k+1 is copied from pinned memory while batch k computes (host batches, above).
+    batches = (DevicePrefetcher(train_loader, pinned_gpu_copy())
+               if on_gpu and cfg["data.loader"] == "shm" else train_loader)
     # Collective (every rank, here): CPU ranks on one host average gradients in shared memory.
     names = {id(p): n for n, p in named_params}
     average_gradients = None if on_gpu else host_allreduce.gradient_average(
@@ -267,7 +271,7 @@ def train_loop(cfg, state, model, train_model, network, optimizer, scaler, sched
         state["epoch"] = epoch
         sampler.set_epoch(epoch, state["step_in_epoch"])
         global_step, stats, stopped = engine.train_one_epoch(
-            model, optimizer, scaler, train_loader, schedule, epoch=epoch,
+            model, optimizer, scaler, batches, schedule, epoch=epoch,
             start_step=state["step_in_epoch"], steps_per_epoch=spe, global_step=state["global_step"],
             total_steps=total_steps, accum_steps=cfg["train.accum_steps"], amp=amp,
             clip_norm=cfg["optim.clip_grad_norm"], nan_check=cfg["train.nan_check"],
