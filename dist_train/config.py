@@ -52,7 +52,8 @@ SCHEMA: dict[str, Key] = {
     "model.std": Key("list[float]", None, "per-channel std in 0-255 units, null = no division (custom)", None, True),
     "model.sync_bn": Key("bool", True, "synchronise BatchNorm statistics across ranks"),
     "model.data_format": Key("str", "NCDHW", "activation layout inside the network", ("NCDHW", "NDHWC")),
-    "model.pretrained": Key("path", None, "weights to start from (.pdparams, e.g. converted Kinetics weights)", None, True),
+    "model.pretrained": Key("path", None, "weights to start from: .pdparams (e.g. converted Kinetics weights), or this project's checkpoint, run or export directory (new head when the class count differs)", None, True),
+    "model.adopt_pretrained": Key("bool", True, "take model.name, network options and normalisation from model.pretrained/--weights when they record them (this project's checkpoint, run or export directory, converted weights); a config value other than the default that differs is an error. false: every one must equal the config's"),
     "model.ft_begin_module": Key("str", None, "train only from this module on (e.g. layer4); null = all", None, True),
     "model.pretrained_lr_mult": Key("float", 1.0, "lr multiplier for parameters loaded from model.pretrained"),
     "model.freeze_bn": Key("bool", False, "keep BatchNorm statistics and affine parameters frozen"),
@@ -116,6 +117,7 @@ SCHEMA: dict[str, Key] = {
     "val.batch_size": Key("int", 16, "validation clips per rank per batch"),
     "eval.batch_size": Key("int", 8, "video-level evaluation clips per rank per batch"),
     "eval.topk": Key("int", 5, "predictions kept per video in the report"),
+    "eval.protocol": Key("str", "paper", "video-level clips: paper (non-overlapping clips covering each video, data.test_crops crops; the paper's numbers) or 10x3 (10 evenly spaced clips x 3 crops, the common Kinetics protocol)", ("paper", "10x3")),
     # --- checkpoints ---
     "ckpt.every_epochs": Key("int", 1, "save a checkpoint every N epochs (0 = off)"),
     "ckpt.every_steps": Key("int", 0, "save a checkpoint every N optimizer steps (0 = off)"),

@@ -51,6 +51,8 @@ Modules (imports run one way: this package -> the four below -> layout.py):
     find.py         which checkpoint to resume from (newest complete, or the named one)
     load.py         load_checkpoint (exact resume) and load_weights (fine-tuning)
     optimizer_state.py  the optimizer state across AMP levels (fp32, O1, O2 master weights)
+    source.py       weights sources (checkpoint, run, export dir, file): the file and the network
+                    and normalisation they record (adopt_source_model)
     rng_state.py    every rank's RNG states, captured and restored
 """
 from __future__ import annotations
@@ -65,6 +67,7 @@ from dist_train.checkpoint.layout import (BEST_FILE, CKPT_DIR, FORMAT_VERSION, K
                                           STATE_FILE, TMP_PREFIX, CheckpointError, checkpoint_problem,
                                           checkpoints_dir, read_state, step_tag)
 from dist_train.checkpoint.load import load_checkpoint, load_weights
+from dist_train.checkpoint.source import adopt_source_model
 from dist_train.checkpoint.write import (FAULT_ENV, FAULT_POINTS, InjectedFault, check_train_state,
                                          inject_fault, prune_checkpoints, write_pointer)
 from dist_train.logs import get_logger
@@ -77,7 +80,7 @@ from dist_train.checkpoint.write import write_checkpoint_dir as _write_checkpoin
 __all__ = [
     "BEST_FILE", "CKPT_DIR", "FAULT_ENV", "FAULT_POINTS", "FORMAT_VERSION", "KNOWN_FORMAT_VERSIONS",
     "LATEST_FILE", "MODEL_FILE", "OPTIM_FILE", "RNG_FILE", "SCALER_FILE", "STATE_FILE", "TMP_PREFIX",
-    "CheckpointError", "InjectedFault", "checkpoint_problem", "checkpoints_dir",
+    "CheckpointError", "InjectedFault", "adopt_source_model", "checkpoint_problem", "checkpoints_dir",
     "find_resume_checkpoint", "load_checkpoint", "load_weights", "prune_checkpoints", "read_state",
     "resolve_resume", "save_checkpoint", "step_tag",
 ]

@@ -19,6 +19,7 @@ from dist_train.logs import get_logger
 from dist_train.models.finetune import StateDictMismatch, compare_state_dict, load_pretrained, mismatch_message
 from dist_train.checkpoint.optimizer_state import LR_SCHEDULER_KEY, load_optimizer_state
 from dist_train.checkpoint.rng_state import read_rank_rng, restore_rng_state
+from dist_train.checkpoint.source import weights_file
 from dist_train.safeload import restricted_load
 
 
@@ -119,15 +120,18 @@ def _in_model_dtypes(model, weights: dict) -> dict:
 def load_weights(path: str, model, *, allow_head_mismatch: bool = True) -> dict:
     """Model weights only (fine-tuning, --weights), always through the restricted loader.
 
-    ``path``: a checkpoint directory (its model.pdparams), a .pdparams file, or converted
-    weights (the .meta.json beside them is not needed here). A classifier head of another
-    shape is left new when ``allow_head_mismatch``; any other mismatch raises CheckpointError
-    listing keys and shapes. Returns {"source", "loaded", "skipped_head", "new_head"}.
+    ``path``: a checkpoint directory (its model.pdparams), a run directory (its best, else
+    latest, checkpoint), an export directory (its network.pdparams), a .pdparams file, or
+    converted weights (see checkpoint/source.py; the network options and normalisation they
+    record are reconciled with the config by ``adopt_source_model`` before the model is built).
+    A classifier head of another shape is left new when ``allow_head_mismatch``; any other
+    mismatch raises CheckpointError listing keys and shapes.
+    Returns {"source", "loaded", "skipped_head", "new_head"}.
     """
-    file_path = os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
+    file_path = weights_file(path) if os.path.exists(path) else path
     if not os.path.isfile(file_path):
-        raise CheckpointError(f"--weights {path}: no such file (expected a .pdparams file or a "
-                              f"checkpoint directory holding {MODEL_FILE})")
+        raise CheckpointError(f"--weights {path}: no such file (expected a .pdparams file, or a "
+                              f"checkpoint, run or export directory holding {MODEL_FILE})")
     try:
         weights = restricted_load(file_path)
     except Exception as e:  # UnsafeFileError (refused global) or an unreadable file

@@ -1,5 +1,7 @@
 """Export for paddle.inference: preprocessing layer + network (plain BatchNorm), uint8 input
-``[N, 3, T, H, W]`` with a dynamic batch, plus ``meta.json`` so prediction needs nothing else.
+``[N, 3, T, H, W]`` with a dynamic batch, plus ``meta.json`` so prediction needs nothing else,
+and ``network.pdparams`` (the network's state dict by parameter name, which the inference program
+does not keep) so another dataset can fine-tune from the export (checkpoint/source.py).
 
 The export directory is built under a temporary name and renamed into place, so it is either
 the previous complete export or the new complete one.
@@ -16,20 +18,27 @@ import time
 
 from dist_train import __version__, compat
 from dist_train.atomic import atomic_write_text
+from dist_train.checkpoint.source import EXPORT_META_FILE, EXPORT_NETWORK_FILE
 
 MODEL_NAME = "model"
-META_FILE = "meta.json"
+META_FILE = EXPORT_META_FILE
 META_VERSION = 1
 INPUT_NAME = "x"
 
 
 def clip_sampling_description(cfg) -> dict:
-    crops = cfg["data.test_crops"]
+    from dist_train.data.sampling import TEN_CLIPS, test_protocol_crops
+
+    protocol = cfg["eval.protocol"]
+    crops = test_protocol_crops(protocol, cfg["data.test_crops"])
+    temporal = ("non-overlapping consecutive clips of clip_len frames (every temporal_stride-th "
+                "frame) starting at frame 0 and covering the whole video" if protocol == "paper"
+                else f"{TEN_CLIPS} evenly spaced clips of clip_len frames (every temporal_stride-th "
+                     f"frame), starts round(i * (num_frames - span) / {TEN_CLIPS - 1})")
     return {
         "mode": "test",
-        "temporal": "non-overlapping consecutive clips of clip_len frames (every "
-                    "temporal_stride-th frame) starting at frame 0 and covering the whole video; "
-                    "a clip running past the end is loop-padded with its own frames",
+        "protocol": protocol,
+        "temporal": temporal + "; a clip running past the end is loop-padded with its own frames",
         "num_crops": crops,
         "spatial": "resize the short side to eval_short_side (bilinear), then "
                    + ("one centre crop" if crops == 1 else
@@ -78,6 +87,7 @@ def build_meta(cfg, weights: str, fmt: str, program_file: str) -> dict:
         "clip_sampling": clip_sampling_description(cfg),
         "model": {"name": cfg["model.name"], "options": network_options(cfg)},
         "weights": os.path.abspath(weights),
+        "network_params": EXPORT_NETWORK_FILE,  # the network's state dict (fine-tuning, --weights)
         "paddle_version": compat.paddle_version(),
         "package_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -129,6 +139,9 @@ def _export_here(cfg, weights: str, out_dir: str, fmt: str) -> str:
         written = "pir" if program.endswith(compat.MODEL_SUFFIX["pir"]) else "legacy"
         if written != fmt:
             raise RuntimeError(f"asked for the {fmt} format but Paddle wrote {program}")
+        # The network's own state dict too: fine-tuning from an export (--weights EXPORT_DIR)
+        # needs the parameter names, which the inference program does not keep.
+        paddle.save(model.network.state_dict(), os.path.join(tmp_dir, EXPORT_NETWORK_FILE))
         meta = build_meta(cfg, weights, fmt, program)
         atomic_write_text(os.path.join(tmp_dir, META_FILE), json.dumps(meta, indent=1) + "\n")
         _replace_dir(tmp_dir, out_dir)
@@ -160,6 +173,9 @@ def export_model(cfg, weights: str, out_dir: str, fmt: str | None = None) -> str
     """Export ``weights`` (a .pdparams file or checkpoint directory) with the model of ``cfg``
     to ``out_dir``; ``fmt`` 'pir' | 'legacy' | 'auto' (default: export.format).
     Not collective: call it on rank 0 only. Returns ``out_dir``."""
+    from dist_train.checkpoint import adopt_source_model
+
+    cfg, _ = adopt_source_model(cfg, weights, include_classes=True)
     if fmt is None:
         fmt = cfg["export.format"]
     if fmt == "auto":

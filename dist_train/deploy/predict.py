@@ -132,7 +132,7 @@ def video_scores(model: InferenceModel, path: str, batch_size: int = 8,
     num_clips = 0
     for clip in iter_test_clips(path, meta["clip_len"], meta["crop_size"],
                                 meta["eval_short_side"], meta["temporal_stride"], num_crops,
-                                timings):
+                                timings, meta["clip_sampling"].get("protocol", "paper")):
         num_clips += 1
         if timeline:
             clips.append(ClipScores(clip.index, clip.first_frame, clip.last_frame, clip.start,

@@ -26,7 +26,7 @@ from dist_train import dist
 from dist_train.data import factory
 from dist_train.data.readers import BadSampleError
 from dist_train.data.workers import register_parent_cleanup, worker_init_fn
-from dist_train.checkpoint import load_weights
+from dist_train.checkpoint import adopt_source_model, load_weights
 from dist_train.models.from_config import EvalModel, build_eval_model
 
 log = logging.getLogger("dist_train")
@@ -245,8 +245,12 @@ def build_report(probs, labels, num_clips, clip_correct, video_names, names, top
 
 
 def evaluate_videos(cfg, weights: str, out_dir: str | None = None) -> dict:
-    """COLLECTIVE: video-level evaluation of ``weights`` (a .pdparams file or checkpoint
-    directory) with the model of ``cfg``; see ``evaluate_model``."""
+    """COLLECTIVE: video-level evaluation of ``weights`` (a .pdparams file, checkpoint, run or
+    export directory) with the model of ``cfg``, whose network, normalisation and class count
+    are first reconciled with what ``weights`` records; see ``evaluate_model``."""
+    cfg, adopted = adopt_source_model(cfg, weights, include_classes=True)
+    if adopted and dist.is_main_process():
+        log.info("taken from %s: %s", weights, ", ".join(adopted))
     return evaluate_model(cfg, load_eval_model(cfg, weights), out_dir,
                           source=os.path.abspath(weights))
 
@@ -284,6 +288,7 @@ def evaluate_model(cfg, model: nn.Layer, out_dir: str | None = None, source: str
     report = build_report(probs, dataset.labels, [r[2] for r in ordered],
                           [r[3] for r in ordered], dataset.video_names, names, cfg["eval.topk"])
     report.update({"num_items": int(sum(r[1] for r in ordered)), "crops": dataset.num_crops,
+                   "protocol": cfg["eval.protocol"],
                    "world_size": world_size, "batch_size_per_rank": cfg["eval.batch_size"],
                    "rank_videos": rank_videos, "weights": source,
                    "list": cfg["data.test_list"] or cfg["data.val_list"],

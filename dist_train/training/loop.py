@@ -139,6 +139,9 @@ def train(args, at_end=None) -> int:
     dist.init()
     if args.debug:
         cfg = debug_config(cfg)
+    # The network and normalisation the initial weights were trained with (before the run
+    # directory records the config): taken where the config keeps defaults, else checked.
+    cfg, adopted = checkpoint.adopt_source_model(cfg, args.weights or cfg["model.pretrained"])
     rank, world = dist.get_rank(), dist.get_world_size()
     on_gpu = paddle.device.get_device().startswith("gpu")
     check_batch(cfg, world)
@@ -149,6 +152,9 @@ def train(args, at_end=None) -> int:
     log = setup_logging(run_dir, rank)
     log.info(f"rank {rank}/{world} on {paddle.device.get_device()}, Paddle {paddle.__version__}, "
              f"run dir {run_dir}")
+    if adopted:
+        log.info(f"taken from the initial weights {args.weights or cfg['model.pretrained']}: "
+                 + ", ".join(adopted))
     if cfg["train.cpu_keep_freed_memory"] and not on_gpu:
         log.info(cpu_memory.keep_freed_memory())  # before loader workers fork: they inherit it
     if cfg["train.deterministic"] and on_gpu:
