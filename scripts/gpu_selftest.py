@@ -35,6 +35,14 @@ RESUME_TOL = 1e-6     # resumed run against the uninterrupted one (same kernels,
 CONTROL_MIN = 1e-2    # the plain-BN control must differ from 1 GPU by at least this much
 MOMENTUM = 0.9        # Paddle's BatchNorm default: running = m * running + (1 - m) * batch
 CHECKS_FILE = "checks.jsonl"
+LOCAL_CHECKS = [f"amp {dtype} {level} step" for dtype, level in
+                (("float16", "O1"), ("bfloat16", "O1"), ("float16", "O2"), ("bfloat16", "O2"))] + [
+    f"O2 {dtype} save, resume, step == straight run" for dtype in ("float16", "bfloat16")] + [
+    "loss scaler state round trip", "NDHWC == NCDHW", "NDHWC vs NCDHW speed",
+    "predict --device gpu:N", "data wait: pinned prefetching copy vs to_tensor"]
+# The sync-BN checks (compare() adds ": <run>" to the first for each run).
+SYNC_BN_CHECKS = ["BN running statistics from captured inputs", "sync BN 2 GPUs x 4 == 1 GPU x 8",
+                  "plain-BN control differs from 1 GPU"]
 
 
 def report(out_dir, name, passed, detail, measured=None, tolerance=None):
@@ -348,21 +356,49 @@ def data_wait(out_dir, name, on_gpu):
             finally:
                 loader.close()
             shares[kind] = waited / total
-    report(out_dir, name, True, f"{model} {clip}x{crop}x{crop}, batch {batch_size}, packed store: "
+        # The prefetching copy must deliver the very batches to_tensor does (same sampler).
+        delivered = {kind: _first_batches(dataset, batch_size, kind, copy, count=3)
+                     for kind in ("to_tensor", "prefetch")}
+    same = len(delivered["prefetch"]) == len(delivered["to_tensor"]) == 3 and all(
+        np.array_equal(a, b) for pair in zip(delivered["to_tensor"], delivered["prefetch"])
+        for a, b in zip(*pair))
+    report(out_dir, name, same, f"{model} {clip}x{crop}x{crop}, batch {batch_size}, packed store: "
            f"data wait {100 * shares['to_tensor']:.1f}% with to_tensor, "
-           f"{100 * shares['prefetch']:.1f}% with the pinned prefetching copy", measured=shares)
+           f"{100 * shares['prefetch']:.1f}% with the pinned prefetching copy; first 3 batches "
+           f"{'identical' if same else 'DIFFER'} between the two", measured=shares)
+
+
+def _first_batches(dataset, batch_size, kind, copy, count):
+    """(clips, labels) as host arrays of the first ``count`` batches a loader delivers."""
+    from dist_train.data.device_prefetch import DevicePrefetcher
+    from dist_train.data.loader import make_loader
+    from dist_train.data.sampler import GlobalBatchSampler
+
+    loader = make_loader(dataset, GlobalBatchSampler(len(dataset), batch_size, seed=0), 1,
+                         host_batches=kind == "prefetch")
+    batches = DevicePrefetcher(loader, copy) if kind == "prefetch" else loader
+    got = []
+    try:
+        for clips, labels in batches:
+            got.append((clips.numpy().copy(), labels.numpy().copy()))
+            if len(got) == count:
+                break
+    finally:
+        loader.close()
+    return got
 
 
 def run_local(out_dir, on_gpu):
+    names = iter(LOCAL_CHECKS)
     for dtype, level in (("float16", "O1"), ("bfloat16", "O1"), ("float16", "O2"), ("bfloat16", "O2")):
-        checked(out_dir, f"amp {dtype} {level} step", amp_step, dtype, level, on_gpu)
+        checked(out_dir, next(names), amp_step, dtype, level, on_gpu)
     for dtype in ("float16", "bfloat16"):
-        checked(out_dir, f"O2 {dtype} save, resume, step == straight run", o2_resume, dtype, on_gpu)
-    checked(out_dir, "loss scaler state round trip", scaler_round_trip, on_gpu)
-    checked(out_dir, "NDHWC == NCDHW", layout_equal)
-    checked(out_dir, "NDHWC vs NCDHW speed", layout_speed, on_gpu)
-    checked(out_dir, "predict --device gpu:N", predict_device, on_gpu)
-    checked(out_dir, "data wait: pinned prefetching copy vs to_tensor", data_wait, on_gpu)
+        checked(out_dir, next(names), o2_resume, dtype, on_gpu)
+    checked(out_dir, next(names), scaler_round_trip, on_gpu)
+    checked(out_dir, next(names), layout_equal)
+    checked(out_dir, next(names), layout_speed, on_gpu)
+    checked(out_dir, next(names), predict_device, on_gpu)
+    checked(out_dir, next(names), data_wait, on_gpu)
 
 
 # ---------------------------------------------------------------- sync BN (1 and 2 processes)
@@ -417,7 +453,10 @@ def bn_run(out_dir, variant, on_gpu):
     for key, value in net.state_dict().items():
         record[f"state:{key}"] = value.numpy()
     if rank == 0:
-        np.savez(os.path.join(out_dir, f"bn_{variant}_world{world}.npz"), kind=np.array(kind), **record)
+        path = os.path.join(out_dir, f"bn_{variant}_world{world}.npz")
+        with open(path + ".tmp", "wb") as f:  # complete or absent: compare() reads it
+            np.savez(f, kind=np.array(kind), **record)
+        os.replace(path + ".tmp", path)
 
 
 def batch_variances(moments):
@@ -497,10 +536,15 @@ def compare(out_dir):
 def summary(out_dir) -> int:
     with open(os.path.join(out_dir, CHECKS_FILE), encoding="utf-8") as f:
         checks = [json.loads(line) for line in f if line.strip()]
+    for name in LOCAL_CHECKS + SYNC_BN_CHECKS:  # a crashed worker leaves checks unrecorded
+        if not any(c["name"] == name or c["name"].startswith(name + ": ") for c in checks):
+            checks.append({"name": name, "passed": False, "measured": None, "tolerance": None,
+                           "detail": "did not run: its process ended before recording it (see above)"})
+            print(f"FAIL {name}: did not run", flush=True)
     failed = [c["name"] for c in checks if c["passed"] is False]
-    print(json.dumps({"name": "gpu_selftest", "passed": not failed and bool(checks),
-                      "failed": failed, "checks": checks}))
-    return len(failed) or (0 if checks else 1)
+    print(json.dumps({"name": "gpu_selftest", "passed": not failed, "failed": failed,
+                      "checks": checks}))
+    return len(failed)
 
 
 def main(argv=None) -> int:
@@ -533,8 +577,10 @@ def main(argv=None) -> int:
     else:
         try:
             compare(args.out_dir)
-        except FileNotFoundError as e:
-            report(args.out_dir, "sync BN 2 GPUs x 4 == 1 GPU x 8", False, f"a run left no result: {e}")
+        except Exception as e:  # missing or unreadable results: every sync-BN check fails
+            traceback.print_exc()
+            for name in SYNC_BN_CHECKS:
+                report(args.out_dir, name, False, f"no usable sync-BN results: {type(e).__name__}: {e}")
     return 0
 
 

@@ -71,3 +71,19 @@ def test_cpu_smoke_passes_and_its_comparison_catches_breakage(tmp_path, monkeypa
     shutil.copytree(runs, unsynced, ignore=shutil.ignore_patterns("checks.jsonl", "log"))
     shutil.copy(unsynced / "bn_plain_world2.npz", unsynced / "bn_sync_world2.npz")
     assert not rerun_compare(worker, unsynced, tmp_path, "unsynced-check")["sync BN 2 GPUs x 4 == 1 GPU x 8"]["passed"]
+
+
+def test_checks_that_never_ran_or_left_unreadable_results_fail(tmp_path, capsys):
+    worker = load_worker()
+    out = tmp_path / "crashed"
+    out.mkdir()
+    worker.report(str(out), "NDHWC == NCDHW", True, "ok")  # then the local process died
+    for name in ("bn_sync_world1.npz", "bn_sync_world2.npz", "bn_plain_world2.npz"):
+        (out / name).write_bytes(b"PK\x03\x04 truncated")
+    assert worker.main(["compare", str(out), "--cpu-smoke"]) == 0
+    expected_failures = len(worker.LOCAL_CHECKS) - 1 + len(worker.SYNC_BN_CHECKS)
+    assert worker.summary(str(out)) == expected_failures
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["passed"] is False and len(result["failed"]) == expected_failures
+    assert "predict --device gpu:N" in result["failed"]
+    assert set(worker.SYNC_BN_CHECKS) <= set(result["failed"])

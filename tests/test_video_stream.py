@@ -100,3 +100,24 @@ def test_video_reader_goes_on_from_the_previous_clip_and_reopens_when_it_must(tm
     assert stamps([5, 20]) == [15, 30] and len(opened) == 3      # rewritten: reopened
     with pytest.raises(BadSampleError, match="only 21 frames decode"):
         stamps([21])
+
+
+def test_a_video_opened_before_a_fork_is_not_released_in_the_child(tmp_path):
+    """FFmpeg's release joins decoder threads that exist only in the parent: in a forked child
+    the inherited capture is dropped unreleased (the child reopens the file to read)."""
+    import os
+
+    from dist_train.data.readers import VideoReader
+
+    write_avi(str(tmp_path / "A" / "v.avi"), [stamped_frame(i, 32, 40) for i in range(8)])
+    reader = VideoReader(str(tmp_path))
+    reader.read_frames("A/v", [0, 1])
+    released = []
+    inherited = reader._local.video
+    inherited.capture = type("Capture", (), {"release": lambda self: released.append(True)})()
+    inherited.pid = os.getpid() + 1  # as seen from a forked child
+    assert [f.shape for f in reader.read_frames("A/v", [2])] == [(32, 40, 3)]  # reopened
+    assert released == [] and reader._local.video is not inherited
+    reader._local.video.pid = os.getpid()
+    reader.close()  # this process's own capture is released as before
+    assert reader._local.video is None

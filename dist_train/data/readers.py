@@ -262,8 +262,10 @@ class VideoReader:
     def close(self):
         """Release this thread's open video, if any (reads reopen it as needed)."""
         opened, self._local.video = getattr(self._local, "video", None), None
-        if opened is not None:
-            opened.capture.release()  # in a forked child: only the child's copy
+        # A capture inherited through fork is dropped, not released: FFmpeg's release joins
+        # decoder threads that exist only in the parent, which would block forever.
+        if opened is not None and opened.pid == os.getpid():
+            opened.capture.release()
 
     def read_frames(self, video, indices):
         path = self.video_path(video)

@@ -56,6 +56,10 @@ class InferenceModel:
             if not config.use_gpu():  # a CPU build only logs this and runs on the CPU
                 raise ValueError(f"device {device}: this Paddle build cannot run inference on a "
                                  f"GPU (Paddle {paddle.__version__}, a CPU build?); use --device cpu")
+            visible = paddle.device.cuda.device_count()
+            if gpu >= visible:  # else create_predictor fails with a C++ error
+                raise ValueError(f"device {device}: only {visible} GPU(s) visible (gpu:0 to "
+                                 f"gpu:{visible - 1}; CUDA_VISIBLE_DEVICES chooses them)")
         else:
             config.disable_gpu()
             if threads:
