@@ -231,8 +231,8 @@ class ShmBatchLoader:
                 self._tasks.put(None)
         for worker in workers:
             worker.join(timeout=5)
-            if worker.is_alive():
-                worker.terminate()
+            if worker.is_alive():  # SIGKILL: workers ignore SIGTERM (protect_worker)
+                worker.kill()
                 worker.join()
         if workers:
             for reader in self._results:
