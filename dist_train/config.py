@@ -15,9 +15,13 @@ from typing import Any
 
 import yaml
 
+from dist_train.errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError, ValueError):
     """A configuration problem; the message names the file, line or key and what to do."""
+
+    on_every_rank = True  # every rank reads the same config: rank 0 reports it (errors.run_tool)
 
 
 @dataclass(frozen=True)

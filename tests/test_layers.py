@@ -8,7 +8,7 @@ from helpers import REPO
 PACKAGE = os.path.join(REPO, "dist_train")
 # Layer -> packages (or modules) it holds, dotted below dist_train; the longest prefix decides.
 LAYERS = {
-    0: {"basics": {"__init__", "config", "compat", "atomic", "logs", "safeload", "rundir",
+    0: {"basics": {"__init__", "errors", "config", "compat", "atomic", "logs", "safeload", "rundir",
                    "cpu_memory"}},
     1: {"dist": {"dist"}},
     2: {"data": {"data"}, "models": {"models"}},

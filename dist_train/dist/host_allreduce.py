@@ -190,12 +190,9 @@ _transport = {}  # "sum_": the in-place sum over ranks of a numpy array, chosen 
 
 
 def backend_sum_(array: np.ndarray) -> np.ndarray:
-    """In-place sum over ranks of a numpy array through gloo/NCCL (the fallback transport)."""
-    if dist.is_distributed():
-        tensor = paddle.to_tensor(array)
-        dist.all_reduce_sum_tensor_(tensor)
-        array[...] = tensor.numpy()
-    return array
+    """In-place sum over ranks of a numpy array through gloo on CPU tensors (the fallback
+    transport, e.g. across hosts: no device synchronisation, see dist.all_reduce_cpu_)."""
+    return dist.all_reduce_cpu_(array)
 
 
 def sum_over_ranks_(array: np.ndarray) -> np.ndarray:

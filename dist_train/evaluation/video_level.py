@@ -28,6 +28,7 @@ from dist_train.data.readers import BadSampleError
 from dist_train.data.workers import register_parent_cleanup, worker_init_fn
 from dist_train.checkpoint import load_weights
 from dist_train.models.from_config import EvalModel, build_eval_model
+from dist_train.errors import InputError
 
 log = logging.getLogger("dist_train")
 
@@ -148,7 +149,7 @@ def _video_records(model, dataset, batch_size, rank, world_size, num_workers):
     return records
 
 
-class EvalDataError(RuntimeError):
+class EvalDataError(InputError, RuntimeError):
     """Some rank could not read its clips; raised on every rank after the one gather."""
 
 

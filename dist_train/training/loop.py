@@ -129,6 +129,29 @@ def compile_model(model):
     return paddle.jit.to_static(model, full_graph=False)
 
 
+_run = {"dir": None}  # this process's run directory, once prepared (for record_input_error)
+EXIT_RECORD = "exit.rank{rank}.json"  # in <run.dir>/logs; launch.sh reads it
+
+
+def current_rank() -> int:
+    """This process's rank (the launcher's variable before the job is joined)."""
+    return dist.get_rank() if dist.is_distributed() else int(os.environ.get("PADDLE_TRAINER_ID") or 0)
+
+
+def record_input_error(message: str, printed: bool) -> None:
+    """Write ``<run.dir>/logs/exit.rank<R>.json`` ({"exit_code": 2, "message"}): launch.sh
+    does not retry an input error even when the launcher reports a peer's exit code (a rank
+    the launcher SIGKILLed after this one failed alone, e.g. out of memory in its forward)."""
+    if _run["dir"] is None:
+        return
+    path = os.path.join(_run["dir"], "logs", EXIT_RECORD.format(rank=current_rank()))
+    try:
+        atomic_write_text(path, json.dumps({"exit_code": 2, "message": message,
+                                            "reported_here": printed}) + "\n")
+    except OSError as e:  # a full or read-only run directory: the exit code still tells launch.sh
+        get_logger().warning(f"could not record the input error in {path}: {e}")
+
+
 def train(args, at_end=None) -> int:
     """The whole run for parsed command line ``args``; ``at_end(cfg)`` runs on every rank after
     a finished (not preempted) run. Returns the process exit code."""
@@ -141,7 +164,7 @@ def train(args, at_end=None) -> int:
     on_gpu = paddle.device.get_device().startswith("gpu")
     check_batch(cfg, world)
     prepare_run(cfg, args.accept_config_change)
-    run_dir = cfg["run.dir"]
+    run_dir = _run["dir"] = cfg["run.dir"]
     if rank == 0:
         preempt.clear_marker(run_dir)
     log = setup_logging(run_dir, rank)
@@ -234,22 +257,29 @@ def train_loop(cfg, state, model, train_model, network, optimizer, scaler, sched
     average_gradients = None if on_gpu else host_allreduce.gradient_average(
         params, [names.get(id(p), p.name) for p in params])
 
+    saved = {}  # global step -> checkpoint saved there (a stop right after it saves no twin)
+
     def save(is_best=False):
         state["scheduler"] = schedule.state_dict()
-        return checkpoint.save_checkpoint(
+        saved.clear()
+        saved[state["global_step"]] = checkpoint.save_checkpoint(
             run_dir, checkpoint.step_tag(state["global_step"]), model=network, optimizer=optimizer,
             scaler=scaler, train_state=state, cfg=cfg, keep_last=cfg["ckpt.keep_last"],
             is_best=is_best)
+        return saved[state["global_step"]]
+
+    def before_step(global_step, failure):
+        # Collective, once per step: every rank stops at this same point, on a signal (after
+        # saving) or on an input error of any rank's loader (raised by agree_to_stop).
+        if preempt.agree_to_stop(failure):
+            raise preempt.Preempted(global_step, saved.get(global_step) or save())
 
     def after_step(global_step, next_step):
         state.update(step_in_epoch=next_step, global_step=global_step)
         if samples is not None:
             samples.write(sampler, state["epoch"], next_step - 1, global_step)
-        path = None
         if cfg["ckpt.every_steps"] and global_step % cfg["ckpt.every_steps"] == 0:
-            path = save()
-        if preempt.agree_to_stop():  # collective: every rank stops after this same step
-            raise preempt.Preempted(global_step, path or save())
+            save()
         return max_steps is not None and global_step >= max_steps
 
     for epoch in range(state["epoch"], epochs):
@@ -262,7 +292,7 @@ def train_loop(cfg, state, model, train_model, network, optimizer, scaler, sched
             clip_norm=cfg["optim.clip_grad_norm"], nan_check=cfg["train.nan_check"],
             log_every=cfg["log.every_steps"], metrics=metrics, params=params,
             named_params=named_params, on_gpu=on_gpu, after_step=after_step,
-            average_gradients=average_gradients)
+            average_gradients=average_gradients, before_step=before_step)
         finished = stopped or epoch + 1 == epochs
         every_val = cfg["val.every_epochs"]
         row = {"kind": "epoch", "epoch": epoch, "global_step": global_step, "loss": stats["loss"],
