@@ -7,10 +7,11 @@ import argparse
 import os
 import sys
 
-from dist_train.data.lists import DataError, build_split_lists, list_file_names, write_list
+from dist_train import errors
+from dist_train.data.lists import build_split_lists, list_file_names, write_list
 
 
-def main(argv=None):
+def _main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--frames", required=True, help="frame root (<Class>/<video>/img_*.jpg)")
     parser.add_argument("--splits", required=True, help="split folder (ucfTrainTestlist or "
@@ -22,13 +23,11 @@ def main(argv=None):
     parser.add_argument("--allow-missing", action="store_true",
                         help="leave out videos without usable frames and report their count")
     args = parser.parse_args(argv)
-    try:
-        train, val, classes, problems = build_split_lists(
-            args.frames, args.splits, args.split, args.dataset, args.template,
-            args.allow_missing)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    errors.require_path(args.frames, "--frames (the frame root)")
+    errors.require_path(args.splits, "--splits (the split folder)")
+    errors.ensure_writable_dir(args.out, "--out")
+    train, val, classes, problems = build_split_lists(
+        args.frames, args.splits, args.split, args.dataset, args.template, args.allow_missing)
     train_name, val_name = list_file_names(args.dataset, args.split)
     write_list(os.path.join(args.out, train_name), train)
     write_list(os.path.join(args.out, val_name), val)
@@ -38,6 +37,11 @@ def main(argv=None):
         for problem in problems[:20]:
             print(f"  {problem}")
     return 0
+
+
+def main(argv=None):
+    """Input problems: one 'build_lists.py: error:' line, exit 2 (dist_train/errors.py)."""
+    return errors.run_tool("build_lists.py", _main, argv)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,31 @@ def write_error(exc: OSError, path: str | None = None, what: str = "writing") ->
     return InputError(f"{what} {target}: {reason}" + (f" ({space})" if space else "") + f"; {hint}")
 
 
+def require_path(path: str, what: str, kind: str = "dir") -> str:
+    """``path`` itself when it exists as a ``kind`` ('dir', 'file' or 'any'), else an InputError
+    naming ``what`` (e.g. '--src (the video root)') and the path."""
+    ok = {"dir": os.path.isdir, "file": os.path.isfile, "any": os.path.exists}[kind](path)
+    if not ok:
+        exists = os.path.exists(path)
+        raise InputError(f"{what}: {path} " + (f"is not a {'directory' if kind == 'dir' else 'file'}"
+                                               if exists else "does not exist") + "; check the path")
+    return path
+
+
+def ensure_writable_dir(path: str, what: str) -> str:
+    """Create ``path`` if needed and prove it takes a file (a probe written and removed), so a
+    batch tool fails before its first item, with one named line, on an unwritable output."""
+    probe = os.path.join(path, f".write-probe-{os.getpid()}")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"x")
+        os.remove(probe)
+    except OSError as exc:
+        raise write_error(exc, path, f"{what}: writing") from exc
+    return path
+
+
 def _is_gpu_oom(exc: BaseException) -> bool:
     text = str(exc)
     return isinstance(exc, MemoryError) or "ResourceExhausted" in text or \

@@ -152,6 +152,8 @@ def _video_records(model, dataset, batch_size, rank, world_size, num_workers):
 class EvalDataError(InputError, RuntimeError):
     """Some rank could not read its clips; raised on every rank after the one gather."""
 
+    on_every_rank = True  # rank 0 reports it (errors.run_tool)
+
 
 def gather_records(records: dict, num_videos: int, failure: str | None = None):
     """One gather of every rank's records (or its failure); checks that the shards are disjoint
