@@ -82,6 +82,7 @@ SCHEMA: dict[str, Key] = {
     "data.num_workers": Key("int", 2, "DataLoader worker processes per rank"),
     "data.loader": Key("str", "shm", "batch loader: shm (workers write into shared memory) or stock (paddle.io.DataLoader)", ("shm", "stock")),
     "data.skip_bad_samples": Key("bool", False, "replace unreadable samples by the next index (counted)"),
+    "data.check_lists": Key("bool", True, "before training, check every list entry: label range, frames/video/store entry present (not decoded)"),
     # --- train ---
     "train.epochs": Key("int", 200, "training epochs"),
     "train.batch_size": Key("int", 128, "GLOBAL samples per optimizer step (all ranks x accumulation)"),

@@ -23,7 +23,7 @@ def build_train_dataset(cfg):
         clip_len=cfg["data.clip_len"], crop_size=cfg["data.crop_size"], seed=cfg["train.seed"],
         stride=cfg["data.temporal_stride"], train_crop=cfg["data.train_crop"],
         scales=cfg["data.scales"], hflip=cfg["data.hflip"],
-        skip_bad_samples=cfg["data.skip_bad_samples"])
+        skip_bad_samples=cfg["data.skip_bad_samples"], num_classes=cfg["model.num_classes"])
 
 
 def build_eval_dataset(cfg, mode):
@@ -41,7 +41,8 @@ def build_eval_dataset(cfg, mode):
         read_list(list_path), reader, clip_len=cfg["data.clip_len"],
         crop_size=cfg["data.crop_size"], mode=mode, val_clips=cfg["data.val_clips"],
         stride=cfg["data.temporal_stride"], short_side=cfg["data.eval_short_side"],
-        num_crops=crops, skip_bad_samples=cfg["data.skip_bad_samples"])
+        num_crops=crops, skip_bad_samples=cfg["data.skip_bad_samples"],
+        num_classes=cfg["model.num_classes"])
 
 
 def load_video_clips(path, clip_len, crop_size, short_side=None, stride=1, num_crops=1):

@@ -24,6 +24,7 @@ Workers of both kinds ignore SIGTERM/SIGINT and die with their trainer (dist_tra
 the launcher signals a trainer's whole process group, and the trainer needs its workers until it
 has saved and shut them down.
 """
+import logging
 import mmap
 import multiprocessing
 import multiprocessing.connection
@@ -290,6 +291,7 @@ class ShmBatchLoader:
                          for _, writer in pipes]
         for worker in self._workers:
             worker.start()
+        logging.getLogger("dist_train").info(f"loader: {self.num_workers} worker processes started")
         for _, writer in pipes:
             writer.close()  # the trainer only reads
 

@@ -39,7 +39,8 @@ from dist_train.compat import numpy_view
 
 SLOTS_BUDGET_BYTES = 16 << 20  # all slots of all ranks: fits Docker's default 64 MB /dev/shm
 MIN_SLOT_BYTES = 1 << 16  # 2 * 2048 float64 moments of the widest BN in one call
-WAIT_TIMEOUT_S = 1800.0  # gloo's default collective timeout
+# gloo's default collective timeout; DIST_TRAIN_SHM_TIMEOUT_S lowers it (tests)
+WAIT_TIMEOUT_S = float(os.environ.get("DIST_TRAIN_SHM_TIMEOUT_S") or 1800.0)
 SPIN_S = 5e-5  # spin this long for the other ranks, then sleep between checks
 SLEEP_S = 5e-5
 DISABLE_ENV = "DIST_TRAIN_SHM_ALLREDUCE"

@@ -25,7 +25,7 @@ import paddle.nn.functional as F
 
 from dist_train import dist
 from dist_train.dist import host_allreduce
-from dist_train.errors import InputError
+from dist_train.errors import InputError, inject_fault
 from dist_train.logs import get_logger, log_once
 from dist_train.training.preempt import raise_agreed_failure
 
@@ -176,6 +176,7 @@ def train_one_epoch(model, optimizer, scaler, loader, schedule, *, epoch, start_
         elif failure is not None:
             raise failure
         clips, labels = batch
+        inject_fault("train_step")  # TEST HOOK: an injected bug in the trainer process
         lr = schedule.lr_at(global_step)
         optimizer.set_lr(lr)
         labels = labels.reshape([-1]).astype("int64")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 import types
 
 import numpy as np
@@ -16,7 +17,8 @@ from dist_train import checkpoint, cpu_memory, dist
 from dist_train.training import engine, optim, preempt
 from dist_train.dist import host_allreduce, sync_bn
 from dist_train.config import ConfigError, load_config
-from dist_train.data import factory
+from dist_train.data import checks, factory
+from dist_train.data.lists import DataError
 from dist_train.data.loader import make_loader
 from dist_train.data.sampler import EvalBatchSampler, GlobalBatchSampler
 from dist_train.logs import get_logger, setup_logging
@@ -81,6 +83,33 @@ class SampleLog:
 
     def close(self) -> None:
         self.file.close()
+
+
+DELETE_AFTER_CHECKS_ENV = "DIST_TRAIN_DELETE_AFTER_CHECKS"  # test hook: a file removed after them
+
+
+def check_data(cfg) -> None:
+    """COLLECTIVE: rank 0 checks the clip lists (data/checks.py; data.check_lists), then every
+    rank raises its error, before any loader worker starts."""
+    error = None
+    if cfg["data.check_lists"] and dist.is_main_process():
+        start = time.perf_counter()
+        lists = [cfg["data.train_list"]] + ([cfg["data.val_list"]] if cfg["val.every_epochs"] else [])
+        try:
+            checks.check_lists(cfg, lists)
+            get_logger().info(f"clip lists checked in {time.perf_counter() - start:.2f} s "
+                              "(data.check_lists)")
+        except DataError as e:
+            error = str(e)
+    if cfg["data.check_lists"]:
+        error = dist.broadcast_object(error)
+    if error is not None:
+        failure = DataError(error)
+        failure.on_every_rank = True
+        raise failure
+    doomed = os.environ.get(DELETE_AFTER_CHECKS_ENV)
+    if doomed and dist.is_main_process() and os.path.exists(doomed):
+        os.remove(doomed)  # TEST HOOK: a frame that disappears after the checks
 
 
 def build_loaders(cfg, rank: int, world: int, debug: bool):
@@ -177,6 +206,7 @@ def train(args, at_end=None) -> int:
     random.seed(cfg["train.seed"])
     np.random.seed(cfg["train.seed"])
 
+    check_data(cfg)
     sampler, train_loader, val_loader = build_loaders(cfg, rank, world, args.debug)
     steps_per_epoch = sampler.steps_per_epoch
     resume_path = checkpoint.resolve_resume(run_dir, args.resume)
