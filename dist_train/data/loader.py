@@ -91,8 +91,9 @@ class StockLoader:
                 previous(args)
 
         threading.excepthook = keep_input_errors
+        batches = iter(self.loader)
         try:
-            yield from self.loader
+            yield from batches
         except InputError as error:
             raise InputError(worker_error_message(str(error))) from None
         except Exception:  # the reader thread died: "Blocking queue is killed ..."
@@ -101,6 +102,11 @@ class StockLoader:
             raise
         finally:
             threading.excepthook = previous
+            # Stop the workers now: left to garbage collection at interpreter exit, Paddle's
+            # shutdown starts a queue thread there and waits for it forever.
+            shutdown = getattr(batches, "_try_shutdown_all", None)
+            if shutdown is not None:
+                shutdown()
 
 
 class _InProcessLoader:
