@@ -252,3 +252,46 @@ def test_injected_bug_in_a_loader_worker_is_retried_by_launch_sh(tmp_path):
     assert output.count("launch.sh: attempt") == 2, output[-3000:]
     assert "InjectedFault" in output and "Traceback" in output
     assert not error_lines(output)
+
+
+@pytest.mark.paddle2
+@pytest.mark.multiproc
+def test_bad_video_on_rank_1_across_two_launchers(tmp_path):
+    """2 nodes on loopback: two launch.sh, one process each; rank 1 (on one of them) reads the
+    bad video. Both launchers end with exit 2 and no retry; the file is named once in all."""
+    import subprocess
+    import time
+
+    from helpers import free_port
+
+    root, train_list, val_list = make_dataset(str(tmp_path / "data"))
+    folder = os.path.join(root, rank1_video(train_list, 4))
+    damage(folder, "empty")
+    cfg = _config(tmp_path, root, train_list, val_list)
+    master = f"127.0.0.1:{free_port()}"
+    env = child_env(DIST_TRAIN_VENV=os.path.dirname(os.path.dirname(child_env_python())),
+                    DIST_TRAIN_SKIP_SETUP="1", DIST_TRAIN_SHM_TIMEOUT_S="120")
+    start = time.monotonic()
+    nodes = [subprocess.Popen([os.path.join(REPO, "launch.sh"), cfg, "--cpu", "--nproc", "1",
+                               "--nnodes", "2", "--master", master, "--max-restarts", "2",
+                               "--log_dir", str(tmp_path / f"logs{node}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                              env=env, start_new_session=True) for node in range(2)]
+    outputs = []
+    try:
+        for proc in nodes:
+            outputs.append(proc.communicate(timeout=180)[0])
+    finally:
+        for proc in nodes:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+    took = time.monotonic() - start
+    assert [proc.returncode for proc in nodes] == [2, 2], "\n=====\n".join(o[-3000:] for o in outputs)
+    both = "\n".join(outputs)
+    assert "Traceback" not in both
+    assert [line for line in error_lines(both) if folder in line] == error_lines(both)
+    assert len(error_lines(both)) == 1, error_lines(both)
+    assert both.count("launch.sh: attempt") == 2  # one per node: no retry
+    assert not os.path.exists(tmp_path / "run" / "PREEMPTED")
+    assert took < 120, took
+    print(f"2 ranks, two launchers: stopped in {took:.1f} s")

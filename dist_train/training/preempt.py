@@ -106,7 +106,7 @@ def agree_to_stop(failure: BaseException | None = None) -> bool:
     signals, failures = sum_over_ranks_(local)  # every step: the cheap transport
     if failures:
         raise_agreed_failure(failure)
-    agreed = signals > 0
+    agreed = bool(signals > 0)
     if agreed and not stop_requested():
         get_logger().info("another rank received a stop signal: stopping after this step")
     return agreed
