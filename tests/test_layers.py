@@ -107,7 +107,7 @@ def test_imports_run_downward():
 def test_the_scan_sees_relative_absolute_and_nested_imports():
     assert {"checkpoint", "models.from_config", "dist", "data.factory"} <= imported_modules(
         os.path.join(PACKAGE, "evaluation", "video_level.py"))
-    assert {"training.loop", "config", "deploy.export"} <= imported_modules(os.path.join(PACKAGE, "train.py"))
+    assert {"training.loop", "errors", "deploy.export"} <= imported_modules(os.path.join(PACKAGE, "train.py"))
     engine = os.path.join(PACKAGE, "training", "engine.py")
     assert {"checkpoint.layout", "training.optim"} <= imported_modules(
         engine, "from ..checkpoint import layout\nfrom . import optim\n")

@@ -34,8 +34,12 @@ REQUIRED_TRAIN_STATE = ("epoch", "step_in_epoch", "global_step")
 def _write_bytes(path: str, data: bytes) -> dict:
     """Write and fsync ``data`` (inside the temporary checkpoint directory, so not atomic by
     itself); returns its manifest entry (size, sha256)."""
-    inject_fault("checkpoint_file", path)
-    write_fsynced(path, data)
+    try:
+        inject_fault("checkpoint_file", path)
+        write_fsynced(path, data)
+    except OSError as e:
+        e.filename = e.filename or path  # a failed write() names no file: name it
+        raise
     return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 

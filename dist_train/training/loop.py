@@ -19,6 +19,7 @@ from dist_train.dist import host_allreduce, sync_bn
 from dist_train.config import ConfigError, load_config
 from dist_train.data import checks, factory
 from dist_train.data.lists import DataError
+from dist_train.errors import write_error
 from dist_train.data.loader import make_loader
 from dist_train.data.sampler import EvalBatchSampler, GlobalBatchSampler
 from dist_train.logs import get_logger, setup_logging
@@ -55,7 +56,9 @@ def prepare_run(cfg, accept_change: bool) -> None:
         try:
             prepare_run_dir(cfg, accept_change)
         except Exception as e:  # every rank must hear of it, or they would wait for rank 0
-            error = str(e) if isinstance(e, (ConfigError, OSError)) else f"{type(e).__name__}: {e}"
+            error = (str(e) if isinstance(e, ConfigError) else
+                     str(write_error(e, cfg["run.dir"], "preparing the run directory: writing"))
+                     if isinstance(e, OSError) else f"{type(e).__name__}: {e}")
     dist.barrier("prepare-run-dir", timeout_s=300)
     error = dist.broadcast_object(error)
     if error is not None:
