@@ -117,7 +117,7 @@ def _config(tmp_path, root, train_list, val_list, **extra):
 @pytest.mark.paddle2
 @pytest.mark.parametrize("fault, loader_kind, workers", [
     ("empty", "shm", 2), ("truncated", "stock", 2), ("deleted_after_checks", "shm", 0),
-    ("avi", "stock", 0)])
+    ("avi", "stock", 0), ("validation", "shm", 2)])
 def test_content_fault_is_one_line_exit_2(tmp_path, fault, loader_kind, workers):
     env = child_env()
     if fault == "avi":
@@ -129,6 +129,11 @@ def test_content_fault_is_one_line_exit_2(tmp_path, fault, loader_kind, workers)
             "data.source": "video", "data.loader": loader_kind, "data.num_workers": workers,
             "model.num_classes": 2, "train.batch_size": 6,
             "data.check_lists": False})  # the header is intact: the checks would pass anyway
+    elif fault == "validation":  # a frame only the validation list reads, removed after the checks
+        root, train_list, val_list = make_dataset(str(tmp_path / "data"), videos_per_class=3)
+        bad = os.path.join(root, first_video(val_list, 1), "img_00002.jpg")
+        env["DIST_TRAIN_DELETE_AFTER_CHECKS"] = bad
+        cfg = _config(tmp_path, root, train_list, val_list, **{"val.every_epochs": 1})
     else:
         root, train_list, val_list = make_dataset(str(tmp_path / "data"), videos_per_class=3)
         folder = os.path.join(root, first_video(train_list, 1))
