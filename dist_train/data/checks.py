@@ -8,6 +8,11 @@ What is checked, per list entry: the line parses (``lists.read_list_numbered`` n
 a raw video file exists and its container declares a positive frame count (one open of the
 file, no decoding). Decoding every frame stays ``data_tools/verify_dataset.py``'s job.
 ``data.check_lists: false`` turns the checks off.
+
+Cost (warm page cache, local disk, this 2-vCPU VM): frame folders of 180 frames 0.33-0.41 ms per
+entry, raw 320x240 XVID videos 0.3-0.6 ms per entry; so about 4-8 s for UCF-101's 13,320 videos
+and 1.5-3 min for 300,000 (Kinetics-size) lists. A cold cache or a network file system costs
+one directory listing or file open per entry more: turn the checks off for repeated runs there.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from dist_train.data.lists import DataError, read_list_numbered
 from dist_train.data.readers import frame_name_regex
 
 SHOWN = 10  # problems named in the message (the count says how many there are)
+_EXPECTED_NAMES = {}  # (template, num_frames) -> the frame file names: formatted once per count
 
 
 def _frames_problem(root, template, video, num_frames):
@@ -26,6 +32,12 @@ def _frames_problem(root, template, video, num_frames):
         names = set(os.listdir(folder))
     except OSError as e:
         return f"{folder}: {e.strerror.lower() if e.strerror else 'cannot be listed'}"
+    expected = _EXPECTED_NAMES.get((template, num_frames))
+    if expected is None:  # the frame names of a count, formatted once per count (C-speed test)
+        expected = _EXPECTED_NAMES[template, num_frames] = frozenset(
+            template.format(n) for n in range(1, num_frames + 1))
+    if names.issuperset(expected):
+        return None
     missing = [n for n in range(1, num_frames + 1) if template.format(n) not in names]
     if missing:
         return (f"{folder}: {len(missing)} of the list's {num_frames} frames missing "
