@@ -305,3 +305,21 @@ def test_bad_video_on_rank_1_across_two_launchers(tmp_path):
     assert not os.path.exists(tmp_path / "run" / "PREEMPTED")
     assert took < 120, took
     print(f"2 ranks, two launchers: stopped in {took:.1f} s")
+
+
+@pytest.mark.paddle2
+def test_skip_bad_samples_names_the_skipped_files(tmp_path):
+    import json
+
+    root, train_list, val_list = make_dataset(str(tmp_path / "data"), videos_per_class=3)
+    folder = os.path.join(root, first_video(train_list, 1))
+    damage(folder, "empty")
+    cfg = _config(tmp_path, root, train_list, val_list, **{"data.skip_bad_samples": True,
+                                                          "train.epochs": 2})
+    proc = run_cli(["dist_train/train.py", "-c", cfg])
+    with open(tmp_path / "run" / "metrics.jsonl") as f:
+        epochs = [row for row in map(json.loads, f) if row["kind"] == "epoch"]
+    assert [row["bad_samples"] for row in epochs] == [1, 1]  # that video, once per epoch
+    for row in epochs:
+        assert len(row["bad_sample_files"]) == 1 and row["bad_sample_files"][0].startswith(folder)
+    assert "2 bad sample(s) replaced in this run, from 1 file(s): " + folder in proc.stdout

@@ -36,23 +36,39 @@ log = logging.getLogger(__name__)
 
 
 class _BadSampleCounter:
-    """A counter visible across forked DataLoader workers (multiprocessing shared memory)."""
+    """A counter, and the paths of the bad files, visible across forked loader workers
+    (multiprocessing shared memory; the paths keep the first NAMES_BYTES bytes' worth)."""
+
+    NAMES_BYTES = 1 << 16
 
     def __init__(self):
         self._value = multiprocessing.Value("q", 0)
+        self._names = multiprocessing.Array("c", self.NAMES_BYTES)
+        self._used = multiprocessing.Value("q", 0, lock=False)  # guarded by _value's lock
 
-    def add(self):
+    def add(self, path=None):
         with self._value.get_lock():
             self._value.value += 1
+            data = (str(path) + "\n").encode("utf-8", "replace") if path else b""
+            used = self._used.value
+            if data and used + len(data) <= self.NAMES_BYTES:
+                self._names[used:used + len(data)] = data
+                self._used.value = used + len(data)
 
     @property
     def value(self):
         return self._value.value
 
     def reset(self):
+        return self.reset_with_names()[0]
+
+    def reset_with_names(self):
+        """(count, sorted unique paths) since the last reset; both start again from zero."""
         with self._value.get_lock():
             count, self._value.value = self._value.value, 0
-        return count
+            names = self._names[:self._used.value].decode("utf-8", "replace")
+            self._used.value = 0
+        return count, sorted(set(filter(None, names.split("\n"))))
 
 
 class _ListDataset:
@@ -98,6 +114,10 @@ class _ListDataset:
         """Return the count and set it to zero (call once per epoch)."""
         return self._bad.reset()
 
+    def reset_bad_samples(self):
+        """(count, the bad files' paths) since the last call; both start again (per epoch)."""
+        return self._bad.reset_with_names()
+
     def _checked_label(self, entry):
         """The entry's label; a DataError (not replaceable: the list is wrong) when it lies
         outside 0..num_classes-1, before any loss sees it (on a GPU: a device-side assert)."""
@@ -109,7 +129,7 @@ class _ListDataset:
     def _replace_or_raise(self, error, what):
         if not self.skip_bad_samples:
             raise error
-        self._bad.add()
+        self._bad.add(getattr(error, "path", None) or str(error))
         log.warning("bad sample replaced (%s): %s", what, error)
 
 

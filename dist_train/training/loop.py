@@ -290,6 +290,7 @@ def train_loop(cfg, state, model, train_model, network, optimizer, scaler, sched
     average_gradients = None if on_gpu else host_allreduce.gradient_average(
         params, [names.get(id(p), p.name) for p in params])
 
+    skipped, skipped_count = set(), [0]  # data.skip_bad_samples: files and replacements so far
     saved = {}  # global step -> checkpoint saved there (a stop right after it saves no twin)
 
     def save(is_best=False):
@@ -339,7 +340,12 @@ def train_loop(cfg, state, model, train_model, network, optimizer, scaler, sched
                 state["best_metric"], state["best_epoch"] = val["val_top1"], epoch
             row.update(val, is_best=is_best)
         if cfg["data.skip_bad_samples"]:
-            row["bad_samples"] = int(dist.all_reduce_sum(train_loader.dataset.reset_bad_sample_count()))
+            count, names = train_loader.dataset.reset_bad_samples()
+            per_rank = dist.all_gather_object((count, names))
+            row["bad_samples"] = int(sum(c for c, _ in per_rank))
+            row["bad_sample_files"] = sorted({n for _, rank_names in per_rank for n in rank_names})
+            skipped.update(row["bad_sample_files"])
+            skipped_count[0] += row["bad_samples"]
         metrics.write(row)
         log.info(f"epoch {epoch} done: train loss {stats['loss']:.4f} top1 {100 * stats['top1']:.1f}%"
                  + (f", val loss {row['val_loss']:.4f} clip top1 {100 * row['val_top1']:.1f}% on "
@@ -352,5 +358,8 @@ def train_loop(cfg, state, model, train_model, network, optimizer, scaler, sched
             save(is_best)
         if finished:
             break
+    if cfg["data.skip_bad_samples"]:
+        log.info(f"data.skip_bad_samples: {skipped_count[0]} bad sample(s) replaced in this run"
+                 + (f", from {len(skipped)} file(s): {', '.join(sorted(skipped))}" if skipped else ""))
     log.info(f"training finished at global step {state['global_step']}; best val clip top1 "
              f"{state['best_metric']} (epoch {state['best_epoch']})")
