@@ -32,8 +32,8 @@ _PATH_ERRNOS = {
     errno.EISDIR: "the path is a directory where a file is expected: fix the path",
 }
 _SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-_GPU_MEMORY_HINT = ("out of GPU memory: lower the per-GPU batch (train.batch_size, or more GPUs) "
-                    "or raise train.accum_steps")
+_GPU_MEMORY_HINT = ("out of memory (GPU, or host RAM): lower the per-GPU batch (train.batch_size, "
+                    "or more GPUs) or raise train.accum_steps")
 _SHM_HINT = ("shared memory (/dev/shm) is full: give the container more (docker run --shm-size=8g) "
              "or use fewer loader workers (data.num_workers)")
 
