@@ -160,15 +160,18 @@ class InjectedFault(RuntimeError):
 
 
 def inject_fault(point: str, path: str | None = None) -> None:
-    """TEST HOOK. ``DIST_TRAIN_FAULT=<point>[:<action>]`` (comma-separated for several points):
-    at ``point`` raise InjectedFault (no action: an injected bug), SIGKILL this process
-    (``kill``), or raise the OSError a full disk (``enospc``) or a read-only file system
-    (``erofs``) gives when writing ``path``. Does nothing when the variable does not name
-    ``point``."""
+    """TEST HOOK. ``DIST_TRAIN_FAULT=<point>[:<action>][@<rank>]`` (comma-separated for several
+    points): at ``point`` raise InjectedFault (no action: an injected bug), SIGKILL this process
+    (``kill``), raise an InputError (``input``), or the OSError a full disk (``enospc``) or a
+    read-only file system (``erofs``) gives when writing ``path``; ``@R`` limits it to rank R.
+    Does nothing when the variable does not name ``point``."""
     for spec in filter(None, os.environ.get(FAULT_ENV, "").split(",")):
         name, _, action = spec.partition(":")
-        if name != point:
+        action, _, rank = action.partition("@")  # "@R": only on the rank R of a launched job
+        if name != point or (rank and rank != os.environ.get("PADDLE_TRAINER_ID", "0")):
             continue
+        if action == "input":
+            raise InputError(f"{path or point}: injected input error ({FAULT_ENV}={spec})")
         if action == "kill":
             import signal
 

@@ -323,3 +323,20 @@ def test_skip_bad_samples_names_the_skipped_files(tmp_path):
     for row in epochs:
         assert len(row["bad_sample_files"]) == 1 and row["bad_sample_files"][0].startswith(folder)
     assert "2 bad sample(s) replaced in this run, from 1 file(s): " + folder in proc.stdout
+
+
+@pytest.mark.paddle2
+@pytest.mark.multiproc
+def test_input_error_of_one_rank_outside_the_agreement_is_not_retried(tmp_path):
+    """Rank 1 fails in its step (after the agreement): rank 0 waits in the step's collectives
+    until the launcher SIGKILLs it, so the launcher reports -9; rank 1's exit record
+    (<run.dir>/logs/exit.rank1.json) still makes launch.sh exit 2 without a retry."""
+    root, train_list, val_list = make_dataset(str(tmp_path / "data"))
+    cfg = _config(tmp_path, root, train_list, val_list)
+    proc = _launch_sh([cfg, "--cpu", "--nproc", "2", "--max-restarts", "2"],
+                      {"DIST_TRAIN_FAULT": "train_step:input@1"})
+    assert_one_named_error(proc, "injected input error")
+    output = proc.stdout + proc.stderr
+    assert output.count("launch.sh: attempt") == 1, output[-3000:]
+    assert "after a rank recorded an input error" in output
+    assert not os.path.exists(tmp_path / "run" / "PREEMPTED")
