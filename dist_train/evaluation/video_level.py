@@ -161,9 +161,9 @@ def gather_records(records: dict, num_videos: int, failure: str | None = None):
     per_rank = dist.all_gather_object((records, failure))
     failures = [f"rank {r}: {f}" for r, (_, f) in enumerate(per_rank) if f]
     if failures:
-        raise EvalDataError("evaluation data could not be read (set data.skip_bad_samples=true "
-                            "to replace unreadable clips by other clips of the same video):\n  "
-                            + "\n  ".join(failures))
+        raise EvalDataError("evaluation data could not be read: " + "; ".join(failures)
+                            + " (set data.skip_bad_samples=true to replace unreadable clips by "
+                            "other clips of the same video)")
     merged, rank_videos = {}, []
     for part, _ in per_rank:
         rank_videos.append(sorted(part))
