@@ -21,14 +21,18 @@ def run_probe(tmp_path, **env):
 
 
 @pytest.mark.multiproc
-@pytest.mark.parametrize("transport", ["shared_memory", "across_hosts"])
+@pytest.mark.parametrize("transport", ["shared_memory", "across_hosts", "across_gpu_hosts"])
 def test_one_small_collective_per_step_and_failures_reach_every_rank(tmp_path, transport):
-    # DIST_TRAIN_SHM_ALLREDUCE=0 gives the transport of ranks on different hosts.
-    ranks = run_probe(tmp_path, **({"DIST_TRAIN_SHM_ALLREDUCE": "0"}
-                                   if transport == "across_hosts" else {}))
+    # DIST_TRAIN_SHM_ALLREDUCE=0 gives the transport of ranks on different hosts; with an NCCL
+    # default group (faked: no GPU here) the agreement uses a gloo group of its own.
+    env = {} if transport == "shared_memory" else {"DIST_TRAIN_SHM_ALLREDUCE": "0"}
+    if transport == "across_gpu_hosts":
+        env["PROBE_DEFAULT_BACKEND"] = "NCCL"
+    ranks = run_probe(tmp_path, **env)
     for rank in ranks:
+        assert rank["own_group"] == (transport == "across_gpu_hosts")
         assert rank["stops"] == [False] * STEPS
-        if transport == "across_hosts":
+        if transport != "shared_memory":
             assert len(rank["collectives"]) == STEPS, rank["collectives"]  # one per step
             assert all(place.lower().startswith("place(cpu") for place in rank["collectives"])
         else:
