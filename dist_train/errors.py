@@ -9,7 +9,10 @@ fail the same way). Everything else is a bug: its traceback is the useful part, 
 
 Entry points call ``run_tool(tool, main, argv)``; library code raises ``InputError`` (or one of its
 subclasses: ConfigError, DataError, BadSampleError, CheckpointError, ...) and turns a failed write
-into one with ``write_error``. Imports nothing of ours, so every layer uses it.
+into one with ``write_error``. An error that every rank of a launched job raises alike (after a
+collective) carries ``on_every_rank = True``: rank 0 alone prints it, so it is named once. Also
+here: the test hook ``inject_fault`` (DIST_TRAIN_FAULT). Imports nothing of ours, so every layer
+uses it.
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ class InputError(Exception):
 
 
 def free_space_text(path: str) -> str:
-    """'12.3 MB free on /mnt' for the nearest existing ancestor of ``path`` ('' if unknown)."""
+    """'12.3 MB free in /mnt' for the nearest existing ancestor of ``path`` ('' if unknown)."""
     probe = os.path.abspath(path or ".")
     while probe and not os.path.exists(probe):
         parent = os.path.dirname(probe)
