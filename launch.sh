@@ -29,6 +29,10 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PY="${DIST_TRAIN_VENV:-$REPO/.venv}/bin/python"
 
+# Paddle 3 warns at import when no ccache is on PATH (it only matters for compiling C++ operators):
+# quiet in the launcher process too (the trainers filter it themselves, dist_train/__init__.py).
+export PYTHONWARNINGS="ignore:No ccache found${PYTHONWARNINGS:+,$PYTHONWARNINGS}"
+
 die() { echo "launch.sh: $*" >&2; exit 2; }
 need_value() { [[ $# -ge 2 && -n "$2" && "$2" != --* ]] || die "$1 needs a value"; }
 
@@ -165,7 +169,7 @@ fi
 # an input error (train.py exits 2 on a bad config, data list, checkpoint or weights file: a
 # retry would fail the same way).
 # Exit codes: 0 done; 75 preempted (a checkpoint was saved at the step the ranks agreed on; run
-# again to continue); 2 usage; else
+# again to continue); 2 usage or an input error (never retried: see input_error_recorded); else
 # the launcher's code of the last attempt. paddle.distributed.launch does not pass the trainers'
 # 75 on (it exits 15 when SIGTERMed itself, else with the first failed trainer's code), so a
 # preempted exit is recognised by the marker <run.dir>/PREEMPTED that rank 0 writes.
@@ -173,6 +177,23 @@ fi
 STOPPING=0 ; CHILD=""
 forward_stop() { STOPPING=1; if [[ -n "$CHILD" ]]; then kill -TERM "$CHILD" 2>/dev/null || true; fi; }
 trap forward_stop TERM INT
+
+# Paddle's launcher streams rank 0's log, then repeats the last lines of a failed worker's log:
+# an error line would show twice. Each "<tool>: error:" line is shown once.
+show_error_lines_once() {
+  local line; local -A seen=()
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    if [[ "$line" == *": error: "* ]]; then
+      [[ -z "${seen[$line]:-}" ]] || continue
+      seen[$line]=1
+    fi
+    printf '%s\n' "$line"
+  done
+}
+
+# A rank that stopped on an input error records it in <run.dir>/logs/exit.rank<R>.json: the
+# launcher may report another code (a peer it had to SIGKILL), yet a retry would fail the same way.
+input_error_recorded() { grep -qs '"exit_code": 2' "$RUN_DIR"/logs/exit.rank*.json; }
 
 kill_attempt_processes() {
   local tag="$1" f pid pids=()
@@ -190,24 +211,33 @@ kill_attempt_processes() {
 run_training() {
   local attempt=0 code tag i
   while true; do
-    rm -f "$RUN_DIR/PREEMPTED"
+    rm -f "$RUN_DIR/PREEMPTED" "$RUN_DIR"/logs/exit.rank*.json
     tag="$$-$attempt-$RANDOM"
     echo "launch.sh: attempt $((attempt + 1)) of $((MAX_RESTARTS + 1)): ${CMD[*]}"
-    env DIST_TRAIN_RESTART="$attempt" DIST_TRAIN_ATTEMPT_TAG="$tag" "${CMD[@]}" &
+    exec {shown}> >(show_error_lines_once)
+    SHOWN=$!
+    env PYTHONUNBUFFERED=1 DIST_TRAIN_RESTART="$attempt" DIST_TRAIN_ATTEMPT_TAG="$tag" \
+      "${CMD[@]}" >&"$shown" &
     CHILD=$!
+    exec {shown}>&-
     code=0; wait "$CHILD" || code=$?
     while kill -0 "$CHILD" 2>/dev/null; do  # wait was interrupted by a trapped signal
       code=0; wait "$CHILD" || code=$?
     done
     CHILD=""
     kill_attempt_processes "$tag"
+    wait "$SHOWN" 2>/dev/null || true  # its last lines are out before the verdict
+    if [[ "$code" -ne 0 && "$code" != 2 && ! -f "$RUN_DIR/PREEMPTED" ]] && input_error_recorded; then
+      echo "launch.sh: the launcher exited with code $code after a rank recorded an input error" >&2
+      code=2
+    fi
     if [[ -f "$RUN_DIR/PREEMPTED" ]]; then
       echo "launch.sh: preempted; checkpoint saved ($(cat "$RUN_DIR/PREEMPTED")); exit 75" >&2
       return 75
     fi
     [[ "$code" -ne 0 ]] || return 0
     if [[ "$code" == 2 ]]; then  # train.py's input errors (the launcher passes the code on)
-      echo "launch.sh: the trainer stopped on an input error (exit code 2: config, data, checkpoint or weights; the message is above); not restarting" >&2
+      echo "launch.sh: the trainer stopped on an input error (exit code 2: config, data, checkpoint, weights, disk or memory; the 'error:' line above names it); not restarting" >&2
       return 2
     fi
     if [[ "$STOPPING" == 1 || "$code" == 15 || "$code" == 143 ]]; then

@@ -17,8 +17,8 @@ import os
 import shlex
 import sys
 
-from dist_train.data.lists import (DataError, build_split_lists, list_file_names, write_generated_lists,
-                                   write_list)
+from dist_train import errors
+from dist_train.data.lists import build_split_lists, list_file_names, write_generated_lists, write_list
 
 
 def parse_args(argv=None):
@@ -67,6 +67,9 @@ def parse_args(argv=None):
 
 
 def official_lists(args):
+    errors.require_path(args.frames, "--frames (the frame root)")
+    errors.require_path(args.splits, "--splits (the split folder)")
+    errors.ensure_writable_dir(args.out, "--out")
     train, val, classes, problems = build_split_lists(
         args.frames, args.splits, args.split, args.dataset, args.template, args.allow_missing)
     train_name, val_name = list_file_names(args.dataset, args.split)
@@ -84,6 +87,10 @@ def generated_lists(args):
     from dist_train.data.prepare.own_folders import build_folder_lists
 
     kind, root = ("video", args.videos) if args.videos else ("frames", args.frames)
+    errors.require_path(root, "--videos" if args.videos else "--frames")
+    for csv_file in args.csv or []:
+        errors.require_path(csv_file, "--csv", kind="file")
+    errors.ensure_writable_dir(args.out, "--out")
     if args.dataset == "kinetics":
         generated = build_kinetics_lists(args.csv, root, kind, args.template, args.workers)
     else:
@@ -107,17 +114,18 @@ def generated_lists(args):
     print("train with: " + " ".join(f"-o {shlex.quote(o)}" for o in overrides))
 
 
-def main(argv=None):
+def _main(argv=None):
     args = parse_args(argv)
-    try:
-        if args.dataset in ("ucf101", "hmdb51"):
-            official_lists(args)
-        else:
-            generated_lists(args)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if args.dataset in ("ucf101", "hmdb51"):
+        official_lists(args)
+    else:
+        generated_lists(args)
     return 0
+
+
+def main(argv=None):
+    """Input problems: one 'build_lists.py: error:' line, exit 2 (dist_train/errors.py)."""
+    return errors.run_tool("build_lists.py", _main, argv)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ DST/extract_report.json; the exit code is 1 when any video failed.
 import argparse
 import sys
 
+from dist_train import errors
 from dist_train.data.prepare.extract import extract_all
 
 
-def main(argv=None):
+def _main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--src", required=True, help="video root: one folder per class, or "
                         "videos directly in it (a flat Kinetics copy), or both")
@@ -23,14 +24,19 @@ def main(argv=None):
     parser.add_argument("--tolerate-missing-frames", type=int, default=0,
                         help="accept videos decoding up to N frames fewer than declared")
     args = parser.parse_args(argv)
+    errors.require_path(args.src, "--src (the video root with one folder per class)")
+    errors.ensure_writable_dir(args.dst, "--dst")
     report = extract_all(args.src, args.dst, args.workers, args.short_side, args.template,
                          args.ext, args.tolerate_missing_frames)
     print(f"{report['total']} videos: {report['extracted']} extracted, "
           f"{report['skipped_complete']} already complete, {report['failed_count']} failed "
           f"(report: {args.dst}/extract_report.json)")
-    for failure in report["failed"]:
-        print(f"  FAILED {failure['error']}")
     return 1 if report["failed_count"] else 0
+
+
+def main(argv=None):
+    """Input problems: one 'extract_frames.py: error:' line, exit 2 (dist_train/errors.py)."""
+    return errors.run_tool("extract_frames.py", _main, argv)
 
 
 if __name__ == "__main__":

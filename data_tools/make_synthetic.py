@@ -6,10 +6,11 @@ import argparse
 import sys
 import time
 
+from dist_train import errors
 from dist_train.data.prepare.synthetic import make_synthetic
 
 
-def main(argv=None):
+def _main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", required=True, help="output directory (UCF-101/, "
                         "ucfTrainTestlist/, heldout/, synthetic.json)")
@@ -22,6 +23,7 @@ def main(argv=None):
     parser.add_argument("--max-frames", type=int, default=24)
     parser.add_argument("--fourcc", default="XVID", help="AVI codec: XVID (like UCF-101) or MJPG")
     args = parser.parse_args(argv)
+    errors.ensure_writable_dir(args.out, "--out")
     start = time.time()
     manifest = make_synthetic(args.out, args.classes, args.videos_per_class, args.seed,
                               args.height, args.width, args.min_frames, args.max_frames,
@@ -30,6 +32,11 @@ def main(argv=None):
           f"{manifest['num_test']} test videos (+{len(manifest['classes'])} held out in "
           f"{args.out}/heldout) in {time.time() - start:.1f}s")
     return 0
+
+
+def main(argv=None):
+    """Input problems: one 'make_synthetic.py: error:' line, exit 2 (dist_train/errors.py)."""
+    return errors.run_tool("make_synthetic.py", _main, argv)
 
 
 if __name__ == "__main__":

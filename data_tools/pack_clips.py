@@ -8,11 +8,12 @@ checks sizes and CRC32 checksums. Exit code 1 when a video failed or verificatio
 import argparse
 import sys
 
+from dist_train import errors
 from dist_train.data.lists import read_list
 from dist_train.data.prepare.pack_store import pack_store, print_summary, verify_store
 
 
-def main(argv=None):
+def _main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--src", help="frame root (<Class>/<video>/img_00001.jpg) or video root")
     parser.add_argument("--source", choices=("frames", "video"), default="frames")
@@ -34,6 +35,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     status = 0
     if args.src:
+        errors.require_path(args.src, "--src (the frame or video root)")
+        errors.ensure_writable_dir(args.out, "--out")
         videos = None
         if args.lists:
             videos = sorted({e.video for path in args.lists for e in read_list(path)})
@@ -42,7 +45,9 @@ def main(argv=None):
                              not args.no_space_check)
         print_summary(summary)
         status = 1 if summary["failed"] else 0
-    elif not args.verify:
+    elif args.verify:
+        errors.require_path(args.out, "--out (the store to verify)")
+    else:
         parser.error("give --src to pack, or --verify to check an existing store")
     if args.verify:
         problems = verify_store(args.out, log=print)
@@ -50,6 +55,11 @@ def main(argv=None):
             print(f"  PROBLEM {problem}")
         status = status or (1 if problems else 0)
     return status
+
+
+def main(argv=None):
+    """Input problems: one 'pack_clips.py: error:' line, exit 2 (dist_train/errors.py)."""
+    return errors.run_tool("pack_clips.py", _main, argv)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,11 @@
 import argparse
 import sys
 
-from dist_train.data.lists import DataError
+from dist_train import errors
 from dist_train.data.prepare.verify import verify_dataset
 
 
-def main(argv=None):
+def _main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--frames", required=True, help="frame root")
     parser.add_argument("--list", nargs="+", required=True, help="clip list file(s)")
@@ -16,17 +16,21 @@ def main(argv=None):
     parser.add_argument("--no-decode", action="store_true", help="skip decoding every JPEG")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
-    try:
-        report = verify_dataset(args.frames, args.list, args.template, args.num_classes,
-                                not args.no_decode, args.workers)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    errors.require_path(args.frames, "--frames (the frame root)")
+    for path in args.list:
+        errors.require_path(path, "--list", "file")
+    report = verify_dataset(args.frames, args.list, args.template, args.num_classes,
+                            not args.no_decode, args.workers)
     for problem in report["problems"]:
         print(f"BAD {problem}")
     print(f"{report['videos']} videos in {len(report['lists'])} list(s), {report['classes']} "
           f"classes: {len(report['problems'])} problem(s)")
     return 1 if report["problems"] else 0
+
+
+def main(argv=None):
+    """Input problems: one 'verify_dataset.py: error:' line, exit 2 (dist_train/errors.py)."""
+    return errors.run_tool("verify_dataset.py", _main, argv)
 
 
 if __name__ == "__main__":

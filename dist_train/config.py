@@ -15,9 +15,13 @@ from typing import Any
 
 import yaml
 
+from dist_train.errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError, ValueError):
     """A configuration problem; the message names the file, line or key and what to do."""
+
+    on_every_rank = True  # every rank reads the same config: rank 0 reports it (errors.run_tool)
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ SCHEMA: dict[str, Key] = {
     "data.num_workers": Key("int", 2, "DataLoader worker processes per rank"),
     "data.loader": Key("str", "shm", "batch loader: shm (workers write into shared memory) or stock (paddle.io.DataLoader)", ("shm", "stock")),
     "data.skip_bad_samples": Key("bool", False, "replace unreadable samples by the next index (counted)"),
+    "data.check_lists": Key("bool", True, "before training, check every list entry: label range, frames/video/store entry present (not decoded)"),
     # --- train ---
     "train.epochs": Key("int", 200, "training epochs"),
     "train.batch_size": Key("int", 128, "GLOBAL samples per optimizer step (all ranks x accumulation)"),

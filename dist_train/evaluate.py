@@ -36,34 +36,36 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     import dist_train  # noqa: F401  (before Paddle: the report's PNGs need zlib loaded first, see compat.py)
+    from dist_train import errors
+
+    return errors.run_tool("evaluate.py", lambda _: evaluate(args), rank=_rank)
+
+
+def _rank() -> int:
+    from dist_train import dist
+
+    return dist.get_rank()
+
+
+def evaluate(args) -> int:
     import paddle
 
     from dist_train import cpu_memory, dist
     from dist_train.evaluation import video_level
-    from dist_train.checkpoint import CheckpointError
     from dist_train.config import ConfigError, load_config
-    from dist_train.data.lists import DataError
     from dist_train.logs import setup_logging
 
-    try:
-        cfg = load_config(args.config, args.override)
-        if args.crops is not None:
-            if cfg["eval.protocol"] != "paper" and args.crops != 3:
-                raise ConfigError(f"--crops {args.crops}: eval.protocol {cfg['eval.protocol']} "
-                                  "always takes 3 crops (--crops applies to eval.protocol paper)")
-            cfg = cfg.replace(**{"data.test_crops": args.crops})
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, args.override)
+    if args.crops is not None:
+        if cfg["eval.protocol"] != "paper" and args.crops != 3:
+            raise ConfigError(f"--crops {args.crops}: eval.protocol {cfg['eval.protocol']} "
+                              "always takes 3 crops (--crops applies to eval.protocol paper)")
+        cfg = cfg.replace(**{"data.test_crops": args.crops})
     dist.init()
     log = setup_logging(cfg["run.dir"], dist.get_rank(), filename="eval.log")
     if cfg["train.cpu_keep_freed_memory"] and not paddle.device.get_device().startswith("gpu"):
         log.info(cpu_memory.keep_freed_memory())
-    try:
-        report = video_level.evaluate_videos(cfg, args.weights, args.out_dir)
-    except (CheckpointError, DataError, video_level.EvalDataError) as e:
-        print(f"error (rank {dist.get_rank()}): {e}", file=sys.stderr)
-        return 2
+    report = video_level.evaluate_videos(cfg, args.weights, args.out_dir)
     if dist.is_main_process():
         print(f"video_top1 {report['video_top1']:.4f}  video_top5 {report['video_top5']:.4f}  "
               f"clip_top1 {report['clip_top1']:.4f}  mean_class_accuracy "

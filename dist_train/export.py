@@ -32,26 +32,26 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from dist_train import compat
-    from dist_train.config import ConfigError, load_config
+    from dist_train import errors
 
-    try:
-        cfg = load_config(args.config, args.override)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return errors.run_tool("export.py", lambda _: export(args))
+
+
+def export(args) -> int:
+    from dist_train import compat
+    from dist_train.config import load_config
+
+    cfg = load_config(args.config, args.override)
     if (args.format or cfg["export.format"]) == "legacy":
         compat.request_legacy_program_format()  # before Paddle is imported below
     from dist_train.deploy.export import export_model, read_meta
 
-    from dist_train.checkpoint import CheckpointError
-    from dist_train.data.lists import DataError
-
     try:
         out = export_model(cfg, args.weights, args.out, args.format)
-    except (CheckpointError, DataError, ValueError) as e:  # ValueError: bad format/normalisation
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:  # a bad format or normalisation in the config or weights' meta
+        from dist_train.errors import InputError
+
+        raise InputError(str(e)) from e
     print(f"exported {args.weights} -> {out} ({read_meta(out)['format']})")
     return 0
 

@@ -6,8 +6,24 @@ import logging
 import os
 import sys
 
+from dist_train.errors import write_error
+
 LOGGER_NAME = "dist_train"
 _said_once: set[str] = set()
+
+
+class _LogFile(logging.FileHandler):
+    """A log file that, when a write fails (disk full, read-only), says so once in one line
+    (logging's default prints a traceback for every record) and stops writing."""
+
+    def handleError(self, record):
+        error = sys.exc_info()[1]
+        if not getattr(self, "_failed", False):
+            self._failed = True
+            message = write_error(error, self.baseFilename, "writing the log") \
+                if isinstance(error, OSError) else error
+            sys.stderr.write(f"dist_train: warning: {message}; logging to the console only\n")
+        self.setLevel(logging.CRITICAL + 1)
 
 
 def get_logger() -> logging.Logger:
@@ -33,7 +49,7 @@ def setup_logging(run_dir: str | None, rank: int = 0, filename: str = "train.log
         else:
             path = os.path.join(run_dir, "logs", f"rank{rank}_{filename}")
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        file_handler = logging.FileHandler(path, encoding="utf-8")
+        file_handler = _LogFile(path, encoding="utf-8")
         file_handler.setLevel(logging.INFO)
         file_handler.setFormatter(fmt)
         logger.addHandler(file_handler)

@@ -43,16 +43,22 @@ def _scores_text(topk: list[dict]) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from dist_train import errors
+
+    return errors.run_tool("predict.py", lambda _: predict(args))
+
+
+def predict(args) -> int:
     from dist_train.deploy import predict as deploy_predict
+    from dist_train.errors import InputError
 
     try:
         if args.batch_size < 1 or args.topk < 1:
             raise ValueError("--batch-size and --topk must be at least 1")
         paths = deploy_predict.find_videos(args.video)
         model = deploy_predict.InferenceModel(args.model, args.device, args.threads)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (FileNotFoundError, ValueError) as e:  # a missing video or model, a bad meta.json
+        raise InputError(str(e)) from e
     total = len(paths)
 
     def on_result(i, result):

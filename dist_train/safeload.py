@@ -12,6 +12,8 @@ import pickle
 
 import numpy as np
 
+from dist_train.errors import InputError
+
 ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
@@ -29,7 +31,7 @@ PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 PADDLE_NAME_TABLE_KEY = "StructuredToParameterName@@"
 
 
-class UnsafeFileError(pickle.UnpicklingError):
+class UnsafeFileError(InputError, pickle.UnpicklingError):
     """The file asks for a Python global outside the allowed set."""
 
 

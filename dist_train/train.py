@@ -31,13 +31,9 @@ if sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(os.
 import argparse  # noqa: E402
 
 import dist_train  # noqa: E402,F401  (first: loads zlib before Paddle 2.6 can shadow it, see compat.py)
-from dist_train import checkpoint  # noqa: E402
-from dist_train.config import ConfigError  # noqa: E402
-from dist_train.data.lists import DataError  # noqa: E402
-from dist_train.data.readers import BadSampleError  # noqa: E402
-from dist_train.data.transforms import CropSizeError  # noqa: E402
+from dist_train import errors  # noqa: E402
 from dist_train.deploy.export import export_at_end  # noqa: E402
-from dist_train.training.loop import train  # noqa: E402
+from dist_train.training import loop  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -55,15 +51,11 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        return train(args, at_end=export_at_end)
-    except (ConfigError, checkpoint.CheckpointError, DataError, BadSampleError, CropSizeError) as e:
-        # Input problems: the message names the file/key and the fix; a traceback adds nothing.
-        print(f"train.py: error: {e}", file=sys.stderr)
-        return 2
+    # Input problems: one line naming the file/key and the fix, exit 2; bugs keep their traceback.
+    return errors.run_tool("train.py", lambda _: loop.train(args, at_end=export_at_end),
+                           rank=loop.current_rank, on_input_error=loop.record_input_error)
 
 
 if __name__ == "__main__":

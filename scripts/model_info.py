@@ -7,11 +7,12 @@ import argparse
 import json
 import sys
 
+from dist_train import errors
 from dist_train.models import MODELS, model_options
 from dist_train.models.info import describe_model
 
 
-def main(argv=None):
+def _main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, choices=sorted(MODELS), metavar="NAME")
     parser.add_argument("--shortcut", choices=["A", "B"])
@@ -36,6 +37,11 @@ def main(argv=None):
     for stage in info["stages"]:
         print(f"  {stage['name']:<24} {'x'.join(str(v) for v in stage['shape'])}")
     return 0
+
+
+def main(argv=None):
+    """Input problems: one 'model_info.py: error:' line, exit 2 (dist_train/errors.py)."""
+    return errors.run_tool("model_info.py", _main, argv)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ def run_quick_demo(data, run):
     for name in sorted(os.listdir(run / "launch_logs")) if (run / "launch_logs").exists() else []:
         logs += open(run / "launch_logs" / name, errors="replace").read()[-2000:]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + logs
+    assert "No ccache found" not in proc.stdout + proc.stderr  # Paddle's import-time noise
     return proc.stdout
 
 

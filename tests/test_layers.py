@@ -8,7 +8,7 @@ from helpers import REPO
 PACKAGE = os.path.join(REPO, "dist_train")
 # Layer -> packages (or modules) it holds, dotted below dist_train; the longest prefix decides.
 LAYERS = {
-    0: {"basics": {"__init__", "config", "compat", "atomic", "logs", "safeload", "rundir",
+    0: {"basics": {"__init__", "errors", "config", "compat", "atomic", "logs", "safeload", "rundir",
                    "cpu_memory"}},
     1: {"dist": {"dist"}},
     2: {"data": {"data"}, "models": {"models"}},
@@ -107,7 +107,7 @@ def test_imports_run_downward():
 def test_the_scan_sees_relative_absolute_and_nested_imports():
     assert {"checkpoint", "models.from_config", "dist", "data.factory"} <= imported_modules(
         os.path.join(PACKAGE, "evaluation", "video_level.py"))
-    assert {"training.loop", "config", "deploy.export"} <= imported_modules(os.path.join(PACKAGE, "train.py"))
+    assert {"training.loop", "errors", "deploy.export"} <= imported_modules(os.path.join(PACKAGE, "train.py"))
     engine = os.path.join(PACKAGE, "training", "engine.py")
     assert {"checkpoint.layout", "training.optim"} <= imported_modules(
         engine, "from ..checkpoint import layout\nfrom . import optim\n")

@@ -171,11 +171,16 @@ def test_unreadable_video_on_one_rank_stops_every_rank_cleanly(fx, tmp_path):
     proc = launch(["dist_train/evaluate.py", "-c", fx["config"], "--weights", fx["weights"],
                    *[f"-o{k}={v}" for k, v in lists.items()], "-o", f"run.dir={tmp_path / 'run'}"],
                   str(tmp_path / "log"), nproc=2, timeout=120, check=False)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
+    logs = []
     for rank in (0, 1):
         with open(tmp_path / "log" / f"workerlog.{rank}") as f:
-            text = f.read()
-        assert "evaluation data could not be read" in text and "v_broken.avi" in text, text[-3000:]
+            logs.append(f.read())
+    # named once, by rank 0 (issue 18); the other rank says why it stops
+    errors = [line for line in logs[0].splitlines() if line.startswith("evaluate.py: error:")]
+    assert len(errors) == 1 and "evaluation data could not be read" in errors[0] \
+        and "v_broken.avi" in errors[0], logs[0][-3000:]
+    assert "evaluate.py: error:" not in logs[1] and "stopping on the input error" in logs[1]
     assert not os.path.exists(tmp_path / "run" / "eval" / "report.json")
 
 

@@ -64,12 +64,14 @@ from dist_train import dist
 from dist_train.checkpoint.find import choose_resume, find_resume_checkpoint
 from dist_train.checkpoint.layout import (BEST_FILE, CKPT_DIR, FORMAT_VERSION, KNOWN_FORMAT_VERSIONS,
                                           LATEST_FILE, MODEL_FILE, OPTIM_FILE, RNG_FILE, SCALER_FILE,
+                                          read_pointer,
                                           STATE_FILE, TMP_PREFIX, CheckpointError, checkpoint_problem,
                                           checkpoints_dir, read_state, step_tag)
 from dist_train.checkpoint.load import load_checkpoint, load_weights
 from dist_train.checkpoint.source import adopt_source_model
 from dist_train.checkpoint.write import (FAULT_ENV, FAULT_POINTS, InjectedFault, check_train_state,
                                          inject_fault, prune_checkpoints, write_pointer)
+from dist_train.errors import InputError, write_error
 from dist_train.logs import get_logger
 from dist_train.checkpoint.rng_state import capture_rng_state
 
@@ -113,19 +115,38 @@ def save_checkpoint(run_dir: str, tag: str, *, model, optimizer, scaler, train_s
             if is_best:
                 write_pointer(root, BEST_FILE, tag)
             prune_checkpoints(root, keep_last)
+        except OSError as e:  # disk full, read-only, quota: the user's to fix, named with the space
+            error = CheckpointError(f"{write_error(e, root, 'saving checkpoint ' + tag + ': writing')}"
+                                    f"; {_resume_point_text(root)}")
+            error.__cause__ = e
         except BaseException as e:
             error = e
     # Rank 0 arrives after writing (or failing), so no rank proceeds before the files exist.
     dist.barrier(f"checkpoint-{tag}", timeout_s=barrier_timeout_s)
-    message = dist.broadcast_object(None if error is None else f"{type(error).__name__}: {error}")
+    message = dist.broadcast_object(None if error is None else (
+        f"{type(error).__name__}: {error}", isinstance(error, InputError)))
     if error is not None:
+        error.on_every_rank = True  # the other ranks raise it too: rank 0 reports it
         raise error
     if message is not None:
-        raise CheckpointError(f"rank 0 failed to save checkpoint {tag} in {root}: {message}")
+        text, is_input = message
+        failure = (CheckpointError if is_input else RuntimeError)(
+            f"rank 0 failed to save checkpoint {tag} in {root}: {text}")
+        failure.on_every_rank = True
+        raise failure
     path = os.path.join(root, tag)
     if dist.is_main_process():
         get_logger().info(f"saved checkpoint {path} (global step {train_state['global_step']})")
     return path
+
+
+def _resume_point_text(root: str) -> str:
+    try:
+        latest = read_pointer(root, LATEST_FILE)
+    except (CheckpointError, OSError):
+        latest = None
+    return (f"the resume point stays {os.path.join(root, latest)} (latest)" if latest
+            else "no earlier checkpoint to resume from")
 
 
 def resolve_resume(run_dir: str, resume: str) -> str | None:
@@ -142,7 +163,9 @@ def resolve_resume(run_dir: str, resume: str) -> str | None:
             error = str(e)
     choice, error = dist.broadcast_object((choice, error))
     if error is not None:
-        raise CheckpointError(error)
+        failure = CheckpointError(error)
+        failure.on_every_rank = True
+        raise failure
     if choice is not None and dist.is_main_process():
         train_state = read_state(choice)["train_state"]
         get_logger().info(f"resume from {choice} (global step {train_state.get('global_step')}"

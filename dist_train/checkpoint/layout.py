@@ -9,6 +9,8 @@ import hashlib
 import json
 import os
 
+from dist_train.errors import InputError
+
 FORMAT_VERSION = 1
 KNOWN_FORMAT_VERSIONS = (1,)
 CKPT_DIR = "checkpoints"
@@ -18,7 +20,7 @@ LATEST_FILE, BEST_FILE = "latest", "best"
 TMP_PREFIX = ".tmp-"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(InputError, RuntimeError):
     """A checkpoint cannot be written, found or loaded; the message names it and says why."""
 
 

@@ -11,44 +11,35 @@ import io
 import json
 import os
 import shutil
-import signal
 import time
 
 import numpy as np
 import paddle
 
 from dist_train.atomic import atomic_write_text, fsync_dir, write_fsynced
+from dist_train.errors import FAULT_ENV, InjectedFault, inject_fault  # noqa: F401 (re-exported)
 from dist_train.checkpoint.layout import (FORMAT_VERSION, MODEL_FILE, OPTIM_FILE, RNG_FILE, SCALER_FILE,
                                           STATE_FILE, TMP_PREFIX, BEST_FILE, LATEST_FILE, CheckpointError,
                                           read_pointer, read_state)
 from dist_train.checkpoint.rng_state import rng_npz_bytes
 from dist_train.rundir import package_versions
 
-FAULT_ENV = "DIST_TRAIN_FAULT"
-FAULT_POINTS = ("after_model_file", "after_optimizer_file", "before_rename", "before_latest")
+# Fault points of a save (DIST_TRAIN_FAULT, see dist_train/errors.py's inject_fault); with the
+# ``enospc``/``erofs`` actions, "checkpoint_file" and "pointer_file" fail every file write.
+FAULT_POINTS = ("after_model_file", "after_optimizer_file", "before_rename", "before_latest",
+                "checkpoint_file", "pointer_file")
 REQUIRED_TRAIN_STATE = ("epoch", "step_in_epoch", "global_step")
-
-
-class InjectedFault(RuntimeError):
-    """Raised at a fault point named by DIST_TRAIN_FAULT (tests only)."""
-
-
-def inject_fault(point: str) -> None:
-    """Raise InjectedFault (or SIGKILL this process with ``:kill``) when DIST_TRAIN_FAULT names
-    ``point``; otherwise do nothing."""
-    spec = os.environ.get(FAULT_ENV, "")
-    name, _, action = spec.partition(":")
-    if name != point:
-        return
-    if action == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    raise InjectedFault(f"{FAULT_ENV}={spec}: injected fault at '{point}'")
 
 
 def _write_bytes(path: str, data: bytes) -> dict:
     """Write and fsync ``data`` (inside the temporary checkpoint directory, so not atomic by
     itself); returns its manifest entry (size, sha256)."""
-    write_fsynced(path, data)
+    try:
+        inject_fault("checkpoint_file", path)
+        write_fsynced(path, data)
+    except OSError as e:
+        e.filename = e.filename or path  # a failed write() names no file: name it
+        raise
     return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
@@ -69,6 +60,7 @@ def float32_state_dict(model) -> dict:
 
 def write_pointer(root: str, name: str, tag: str) -> None:
     """Replace pointer file ``name`` (``latest``/``best``) atomically and durably."""
+    inject_fault("pointer_file", os.path.join(root, name))
     atomic_write_text(os.path.join(root, name), tag + "\n")
     fsync_dir(root)
 
@@ -117,6 +109,17 @@ def write_checkpoint_dir(root: str, tag: str, *, model, optimizer, scaler, train
     if os.path.exists(tmp):
         shutil.rmtree(tmp)
     os.makedirs(tmp)
+    try:
+        return _fill_and_rename(root, tag, tmp, final, model=model, optimizer=optimizer,
+                                scaler=scaler, train_state=train_state, cfg=cfg,
+                                rng_per_rank=rng_per_rank)
+    except OSError:  # a write failed (disk full, read-only): leave no temporary directory
+        shutil.rmtree(tmp, ignore_errors=True)  # (a crash still can: the next save prunes it)
+        raise
+
+
+def _fill_and_rename(root, tag, tmp, final, *, model, optimizer, scaler, train_state, cfg,
+                     rng_per_rank) -> str:
     manifest = {MODEL_FILE: _write_bytes(os.path.join(tmp, MODEL_FILE),
                                          _paddle_bytes(float32_state_dict(model)))}
     inject_fault("after_model_file")

@@ -28,35 +28,54 @@ import os
 import numpy as np
 
 from dist_train.data import sampling, transforms
+from dist_train.data.lists import DataError
+from dist_train.errors import inject_fault
 from dist_train.data.readers import BadSampleError, decode_video
 
 log = logging.getLogger(__name__)
 
 
 class _BadSampleCounter:
-    """A counter visible across forked DataLoader workers (multiprocessing shared memory)."""
+    """A counter, and the paths of the bad files, visible across forked loader workers
+    (multiprocessing shared memory; the paths keep the first NAMES_BYTES bytes' worth)."""
+
+    NAMES_BYTES = 1 << 16
 
     def __init__(self):
         self._value = multiprocessing.Value("q", 0)
+        self._names = multiprocessing.Array("c", self.NAMES_BYTES)
+        self._used = multiprocessing.Value("q", 0, lock=False)  # guarded by _value's lock
 
-    def add(self):
+    def add(self, path=None):
         with self._value.get_lock():
             self._value.value += 1
+            data = (str(path) + "\n").encode("utf-8", "replace") if path else b""
+            used = self._used.value
+            if data and used + len(data) <= self.NAMES_BYTES:
+                self._names[used:used + len(data)] = data
+                self._used.value = used + len(data)
 
     @property
     def value(self):
         return self._value.value
 
     def reset(self):
+        return self.reset_with_names()[0]
+
+    def reset_with_names(self):
+        """(count, sorted unique paths) since the last reset; both start again from zero."""
         with self._value.get_lock():
             count, self._value.value = self._value.value, 0
-        return count
+            names = self._names[:self._used.value].decode("utf-8", "replace")
+            self._used.value = 0
+        return count, sorted(set(filter(None, names.split("\n"))))
 
 
 class _ListDataset:
-    def __init__(self, entries, reader, clip_len, stride, skip_bad_samples):
+    def __init__(self, entries, reader, clip_len, stride, skip_bad_samples, num_classes=None):
         if not entries:
             raise ValueError("empty clip list")
+        self.num_classes = num_classes  # labels are checked per sample when given
         self.entries = list(entries)
         self.reader = reader
         self.clip_len = int(clip_len)
@@ -95,18 +114,30 @@ class _ListDataset:
         """Return the count and set it to zero (call once per epoch)."""
         return self._bad.reset()
 
+    def reset_bad_samples(self):
+        """(count, the bad files' paths) since the last call; both start again (per epoch)."""
+        return self._bad.reset_with_names()
+
+    def _checked_label(self, entry):
+        """The entry's label; a DataError (not replaceable: the list is wrong) when it lies
+        outside 0..num_classes-1, before any loss sees it (on a GPU: a device-side assert)."""
+        if self.num_classes is not None and not 0 <= entry.label < self.num_classes:
+            raise DataError(f"{entry.video}: label {entry.label} is outside 0..{self.num_classes - 1} "
+                            f"(model.num_classes {self.num_classes}): fix the list or model.num_classes")
+        return entry.label
+
     def _replace_or_raise(self, error, what):
         if not self.skip_bad_samples:
             raise error
-        self._bad.add()
+        self._bad.add(getattr(error, "path", None) or str(error))
         log.warning("bad sample replaced (%s): %s", what, error)
 
 
 class TrainClipDataset(_ListDataset):
     def __init__(self, entries, reader, clip_len, crop_size, seed, stride=1,
                  train_crop="multiscale_corner", scales=transforms.PAPER_SCALES, hflip=True,
-                 skip_bad_samples=False):
-        super().__init__(entries, reader, clip_len, stride, skip_bad_samples)
+                 skip_bad_samples=False, num_classes=None):
+        super().__init__(entries, reader, clip_len, stride, skip_bad_samples, num_classes)
         self.crop_size = int(crop_size)
         self.seed = int(seed)
         self.train_crop = train_crop
@@ -138,6 +169,7 @@ class TrainClipDataset(_ListDataset):
     def load(self, epoch, index, out=None):
         """The sample (clip, label) for this key, without bad-sample replacement; the clip is
         written into ``out`` when given."""
+        inject_fault("load_sample")  # TEST HOOK: an injected bug where loader workers run
         entry = self.entries[index]
         rng = np.random.default_rng([self.seed, int(epoch), int(index)])
         start = sampling.train_start(rng, entry.num_frames, self.clip_len, self.stride)
@@ -145,7 +177,7 @@ class TrainClipDataset(_ListDataset):
         frames = self._read(entry.video, indices)
         clip = transforms.train_transform(rng, frames, self.crop_size, self.train_crop,
                                           self.scales, self.hflip, out, self._source(entry))
-        return clip, entry.label
+        return clip, self._checked_label(entry)
 
     def get_into(self, key, out):
         """Write the clip of ``ds[key]`` into ``out``; return the other fields (label,)."""
@@ -176,8 +208,8 @@ def eval_clip_starts(num_frames, clip_len, stride, mode, val_clips, protocol="pa
 class EvalClipDataset(_ListDataset):
     def __init__(self, entries, reader, clip_len, crop_size, mode="val", val_clips=3,
                  stride=1, short_side=None, num_crops=1, skip_bad_samples=False,
-                 protocol="paper"):
-        super().__init__(entries, reader, clip_len, stride, skip_bad_samples)
+                 protocol="paper", num_classes=None):
+        super().__init__(entries, reader, clip_len, stride, skip_bad_samples, num_classes)
         self.mode = mode
         self.protocol = protocol  # test mode: which clips (sampling.TEST_PROTOCOLS)
         self.crop_size = int(crop_size)
@@ -222,7 +254,7 @@ class EvalClipDataset(_ListDataset):
                                  f"{cached.shape} {cached.dtype}")
             np.copyto(out, cached)
             clip_array = out
-        return clip_array, self.entries[video].label, video, clip * self.num_crops + crop
+        return clip_array, self._checked_label(self.entries[video]), video, clip * self.num_crops + crop
 
     def get_into(self, index, out):
         """Write the clip of ``ds[index]`` into ``out``; return (label, video, clip_index)."""

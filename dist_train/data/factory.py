@@ -45,6 +45,14 @@ def class_names(cfg):
                                  class_index_path(cfg))
 
 
+def _num_classes(cfg):
+    """model.num_classes, for the per-sample label check (None: a partial mapping, unchecked)."""
+    try:
+        return cfg["model.num_classes"]
+    except KeyError:
+        return None
+
+
 def build_train_dataset(cfg):
     reader = build_reader(cfg)
     return TrainClipDataset(
@@ -52,7 +60,7 @@ def build_train_dataset(cfg):
         clip_len=cfg["data.clip_len"], crop_size=cfg["data.crop_size"], seed=cfg["train.seed"],
         stride=cfg["data.temporal_stride"], train_crop=cfg["data.train_crop"],
         scales=cfg["data.scales"], hflip=cfg["data.hflip"],
-        skip_bad_samples=cfg["data.skip_bad_samples"])
+        skip_bad_samples=cfg["data.skip_bad_samples"], num_classes=_num_classes(cfg))
 
 
 def build_eval_dataset(cfg, mode):
@@ -73,7 +81,8 @@ def build_eval_dataset(cfg, mode):
         crop_size=cfg["data.crop_size"], mode=mode, val_clips=cfg["data.val_clips"],
         stride=cfg["data.temporal_stride"], short_side=cfg["data.eval_short_side"],
         num_crops=crops, skip_bad_samples=cfg["data.skip_bad_samples"],
-        protocol=cfg["eval.protocol"] if mode == "test" else "paper")
+        protocol=cfg["eval.protocol"] if mode == "test" else "paper",
+        num_classes=_num_classes(cfg))
 
 
 def load_video_clips(path, clip_len, crop_size, short_side=None, stride=1, num_crops=1,

@@ -34,6 +34,7 @@ from collections import Counter
 from typing import NamedTuple
 
 from dist_train.atomic import atomic_write_text
+from dist_train.errors import InputError
 
 # The old name, kept for data/extract.py, data/synthetic.py and data/store.py.
 write_text_atomic = atomic_write_text
@@ -48,7 +49,7 @@ class ListEntry(NamedTuple):
     label: int
 
 
-class DataError(ValueError):
+class DataError(InputError, ValueError):
     """Bad dataset input; the message names the file (and line) and what to do."""
 
 

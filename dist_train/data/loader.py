@@ -24,14 +24,17 @@ Workers of both kinds ignore SIGTERM/SIGINT and die with their trainer (dist_tra
 the launcher signals a trainer's whole process group, and the trainer needs its workers until it
 has saved and shut them down.
 """
+import logging
 import mmap
 import multiprocessing
 import multiprocessing.connection
 import sys
+import threading
 import traceback
 
 import numpy as np
 
+from dist_train.errors import InputError
 from dist_train.data.workers import protect_worker, register_parent_cleanup, worker_init_fn
 
 LOADER_KINDS = ("shm", "stock")
@@ -52,10 +55,88 @@ def make_loader(dataset, batch_sampler, num_workers, kind="shm", prefetch_batche
                               host_batches)
     if kind == "stock":
         import paddle
-        return paddle.io.DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
-                                    prefetch_factor=prefetch_batches, timeout=timeout_s if
-                                    num_workers else 0, worker_init_fn=worker_init_fn)
+        if num_workers == 0:
+            # Paddle's single-process iterator reads in a thread; a dataset error kills that
+            # thread and the trainer then waits for its batch forever (3.3.1).
+            return StockLoader(_InProcessLoader(dataset, batch_sampler))
+        return StockLoader(paddle.io.DataLoader(
+            dataset, batch_sampler=batch_sampler, num_workers=num_workers,
+            prefetch_factor=prefetch_batches, timeout=timeout_s, worker_init_fn=worker_init_fn))
     raise ValueError(f"unknown loader kind {kind!r}: use one of {LOADER_KINDS}")
+
+
+class StockLoader:
+    """``paddle.io.DataLoader`` whose worker input errors keep their one-line message.
+
+    Paddle re-raises a worker's exception as ``type(text)`` where ``text`` holds the worker's
+    whole traceback, and it does so in its reader thread, which dies printing it while the
+    trainer gets "Blocking queue is killed". For an input error (bad frame, video, label) the
+    thread's exception is kept from printing and raised in the trainer as
+    ``InputError(last line of the text)``: the only line that says something to the user.
+    """
+
+    def __init__(self, loader):
+        self.loader = loader
+        self.dataset, self.batch_sampler = loader.dataset, loader.batch_sampler
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        caught = []
+        previous = threading.excepthook
+
+        def keep_input_errors(args):  # Paddle's reader thread re-raises a worker's error
+            if isinstance(args.exc_value, InputError):
+                caught.append(args.exc_value)  # raised below, in the trainer's thread
+            else:
+                previous(args)
+
+        threading.excepthook = keep_input_errors
+        batches = iter(self.loader)
+        try:
+            yield from batches
+        except InputError as error:
+            raise InputError(worker_error_message(str(error))) from None
+        except Exception:  # the reader thread died: "Blocking queue is killed ..."
+            if caught:
+                raise InputError(worker_error_message(str(caught[0]))) from None
+            raise
+        finally:
+            threading.excepthook = previous
+            # Stop the workers now: left to garbage collection at interpreter exit, Paddle's
+            # shutdown starts a queue thread there and waits for it forever.
+            shutdown = getattr(batches, "_try_shutdown_all", None)
+            if shutdown is not None:
+                shutdown()
+
+
+class _InProcessLoader:
+    """The stock loader's batches without workers: Paddle's default collate in this thread."""
+
+    def __init__(self, dataset, batch_sampler):
+        self.dataset, self.batch_sampler = dataset, batch_sampler
+
+    def __len__(self):
+        return len(self.batch_sampler)
+
+    def __iter__(self):
+        import paddle
+        from paddle.io.dataloader.collate import default_collate_fn
+
+        for keys in self.batch_sampler:
+            batch = default_collate_fn([self.dataset[key] for key in keys])
+            yield [paddle.to_tensor(field) for field in batch]
+
+
+def worker_error_message(text):
+    """The message of the last exception line of a formatted traceback (``pkg.Class: msg``);
+    ``text`` itself when it holds no traceback."""
+    if "Traceback (most recent call last)" not in text:
+        return text
+    last = [line for line in text.strip().splitlines() if line.strip()][-1]
+    head, sep, message = last.partition(": ")
+    return message if sep and " " not in head else last
 
 
 def _on_cpu():
@@ -126,8 +207,10 @@ def _worker_loop(dataset, ring, clip_shape, clip_dtype, tasks, results):
             fields = _fill_batch(dataset, keys, ring.view(slot, (len(keys),) + clip_shape,
                                                           clip_dtype))
             results.send((batch_no, slot, fields, None))
-        except Exception:  # reported to and raised by the trainer process
-            results.send((batch_no, slot, None, traceback.format_exc()))
+        except InputError as error:  # bad data: its one-line message is the report
+            results.send((batch_no, slot, None, ("input", str(error))))
+        except Exception:  # a bug: reported to and raised by the trainer with its traceback
+            results.send((batch_no, slot, None, ("bug", traceback.format_exc())))
 
 
 class ShmBatchLoader:
@@ -220,6 +303,7 @@ class ShmBatchLoader:
                          for _, writer in pipes]
         for worker in self._workers:
             worker.start()
+        logging.getLogger("dist_train").info(f"loader: {self.num_workers} worker processes started")
         for _, writer in pipes:
             writer.close()  # the trainer only reads
 
@@ -260,7 +344,10 @@ class ShmBatchLoader:
                 while batch_no not in pending:
                     number, slot, fields, error = self._get()
                     if error:
-                        raise RuntimeError(f"loader worker failed on batch {number}:\n{error}")
+                        kind, text = error
+                        if kind == "input":
+                            raise InputError(text)
+                        raise RuntimeError(f"loader worker failed on batch {number}:\n{text}")
                     pending[number] = (slot, fields)
                 slot, fields = pending.pop(batch_no)
                 yield self._hand_out(ring, slot, (len(batches[batch_no]),) + shape, dtype,

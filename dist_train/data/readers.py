@@ -17,6 +17,8 @@ import threading
 import cv2
 import numpy as np
 
+from dist_train.errors import InputError
+
 DEFAULT_FRAME_TEMPLATE = "img_{:05d}.jpg"
 
 # OpenCV's internal thread pool does not survive fork(): a forked DataLoader or extraction worker
@@ -25,11 +27,13 @@ DEFAULT_FRAME_TEMPLATE = "img_{:05d}.jpg"
 cv2.setNumThreads(1)
 
 
-class BadSampleError(RuntimeError):
+class BadSampleError(InputError, RuntimeError):
     """A frame or video could not be read; ``path`` names the file."""
 
-    def __init__(self, path, reason):
-        super().__init__(f"{path}: {reason}")
+    def __init__(self, path, reason=None):
+        # One argument: an already formatted message (Paddle's DataLoader re-raises a worker's
+        # exception as ``type(message)``).
+        super().__init__(path if reason is None else f"{path}: {reason}")
         self.path = path
 
 

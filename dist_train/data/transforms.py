@@ -32,6 +32,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from dist_train.errors import InputError
+
 # The paper's five scales: 1, 2^-1/4, 2^-1/2, 2^-3/4, 1/2.
 PAPER_SCALES = tuple(2.0 ** (-k / 4.0) for k in range(5))
 CORNER_POSITIONS = ("center", "top_left", "top_right", "bottom_left", "bottom_right")
@@ -45,7 +47,7 @@ class Box(NamedTuple):
     h: int
 
 
-class CropSizeError(ValueError):
+class CropSizeError(InputError, ValueError):
     """Frames smaller than a crop that does not resize (data.train_crop 'random')."""
 
 

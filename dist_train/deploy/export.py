@@ -19,6 +19,7 @@ import time
 from dist_train import __version__, compat
 from dist_train.atomic import atomic_write_text
 from dist_train.checkpoint.source import EXPORT_META_FILE, EXPORT_NETWORK_FILE
+from dist_train.errors import InputError, input_message
 
 MODEL_NAME = "model"
 META_FILE = EXPORT_META_FILE
@@ -207,12 +208,16 @@ def export_at_end(cfg) -> None:
                         weights = os.path.join(root, f.read().strip())
                     break
             if weights is None:
-                raise FileNotFoundError(f"no best or latest checkpoint in {root} to export")
+                raise checkpoint.CheckpointError(f"no best or latest checkpoint in {root} to export")
             out = export_model(cfg, weights, os.path.join(run_dir, "export"))
             get_logger().info(f"exported {weights} to {out}")
-        except Exception as e:  # reported on every rank below
-            error = f"export at end failed: {type(e).__name__}: {e}"
+        except Exception as e:  # reported on every rank below: an input problem or a bug
+            message = input_message(e)
+            error = (f"export at end failed: {message or f'{type(e).__name__}: {e}'}",
+                     message is not None)
     dist.barrier("export-at-end", timeout_s=1800)
     error = dist.broadcast_object(error)
     if error is not None:
-        raise RuntimeError(error)
+        failure = (InputError if error[1] else RuntimeError)(error[0])
+        failure.on_every_rank = True
+        raise failure

@@ -17,7 +17,8 @@ import paddle.distributed as pdist
 
 from dist_train.safeload import restricted_loads
 
-_state = {"initialized": False, "store": None, "barrier_generation": {}}
+_state = {"initialized": False, "store": None, "barrier_generation": {}, "cpu_group": None,
+          "cpu_collectives": 0}
 
 
 class BarrierTimeout(RuntimeError):
@@ -119,6 +120,36 @@ def all_reduce_sum_tensor_(tensor: paddle.Tensor) -> paddle.Tensor:
     if is_distributed():
         pdist.all_reduce(tensor, op=pdist.ReduceOp.SUM)
     return tensor
+
+
+def _cpu_group():
+    """The group for host-side sums: the default one when it is gloo (CPU jobs), else a gloo
+    group over every rank, created at the first call (collective: every rank makes it at the
+    same point)."""
+    if _state["cpu_group"] is None:
+        if pdist.get_backend().lower() == "gloo":
+            _state["cpu_group"] = "default"
+        else:
+            _state["cpu_group"] = pdist.new_group(backend="gloo")
+    return None if _state["cpu_group"] == "default" else _state["cpu_group"]
+
+
+def all_reduce_cpu_(array: np.ndarray) -> np.ndarray:
+    """In-place sum over ranks of a small numpy array as a CPU tensor through gloo: no device
+    memory and no device synchronisation (an NCCL all-reduce plus ``.numpy()`` would wait for
+    every queued kernel). The cross-host transport of the per-step agreement."""
+    if is_distributed():
+        group = _cpu_group()
+        tensor = paddle.to_tensor(array, place=paddle.CPUPlace())
+        pdist.all_reduce(tensor, op=pdist.ReduceOp.SUM, group=group)
+        array[...] = tensor.numpy()
+        _state["cpu_collectives"] += 1
+    return array
+
+
+def cpu_collective_count() -> int:
+    """How many ``all_reduce_cpu_`` calls this process made (tests count them per step)."""
+    return _state["cpu_collectives"]
 
 
 def all_reduce_mean(value: Any) -> Any:

@@ -39,7 +39,8 @@ from dist_train.compat import numpy_view
 
 SLOTS_BUDGET_BYTES = 16 << 20  # all slots of all ranks: fits Docker's default 64 MB /dev/shm
 MIN_SLOT_BYTES = 1 << 16  # 2 * 2048 float64 moments of the widest BN in one call
-WAIT_TIMEOUT_S = 1800.0  # gloo's default collective timeout
+# gloo's default collective timeout; DIST_TRAIN_SHM_TIMEOUT_S lowers it (tests)
+WAIT_TIMEOUT_S = float(os.environ.get("DIST_TRAIN_SHM_TIMEOUT_S") or 1800.0)
 SPIN_S = 5e-5  # spin this long for the other ranks, then sleep between checks
 SLEEP_S = 5e-5
 DISABLE_ENV = "DIST_TRAIN_SHM_ALLREDUCE"
@@ -190,12 +191,9 @@ _transport = {}  # "sum_": the in-place sum over ranks of a numpy array, chosen 
 
 
 def backend_sum_(array: np.ndarray) -> np.ndarray:
-    """In-place sum over ranks of a numpy array through gloo/NCCL (the fallback transport)."""
-    if dist.is_distributed():
-        tensor = paddle.to_tensor(array)
-        dist.all_reduce_sum_tensor_(tensor)
-        array[...] = tensor.numpy()
-    return array
+    """In-place sum over ranks of a numpy array through gloo on CPU tensors (the fallback
+    transport, e.g. across hosts: no device synchronisation, see dist.all_reduce_cpu_)."""
+    return dist.all_reduce_cpu_(array)
 
 
 def sum_over_ranks_(array: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ from dist_train.data.readers import BadSampleError
 from dist_train.data.workers import register_parent_cleanup, worker_init_fn
 from dist_train.checkpoint import adopt_source_model, load_weights
 from dist_train.models.from_config import EvalModel, build_eval_model
+from dist_train.errors import InputError
 
 log = logging.getLogger("dist_train")
 
@@ -184,8 +185,10 @@ def _video_records(model, dataset, batch_size, rank, world_size, num_workers):
     return records
 
 
-class EvalDataError(RuntimeError):
+class EvalDataError(InputError, RuntimeError):
     """Some rank could not read its clips; raised on every rank after the one gather."""
+
+    on_every_rank = True  # rank 0 reports it (errors.run_tool)
 
 
 def gather_records(records: dict, num_videos: int, failure: str | None = None):
@@ -194,9 +197,9 @@ def gather_records(records: dict, num_videos: int, failure: str | None = None):
     per_rank = dist.all_gather_object((records, failure))
     failures = [f"rank {r}: {f}" for r, (_, f) in enumerate(per_rank) if f]
     if failures:
-        raise EvalDataError("evaluation data could not be read (set data.skip_bad_samples=true "
-                            "to replace unreadable clips by other clips of the same video):\n  "
-                            + "\n  ".join(failures))
+        raise EvalDataError("evaluation data could not be read: " + "; ".join(failures)
+                            + " (set data.skip_bad_samples=true to replace unreadable clips by "
+                            "other clips of the same video)")
     merged, rank_videos = {}, []
     for part, _ in per_rank:
         rank_videos.append(sorted(part))

@@ -7,10 +7,12 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
+from dist_train.errors import InputError
+
 BN_TYPES = (nn.BatchNorm1D, nn.BatchNorm2D, nn.BatchNorm3D, nn.SyncBatchNorm)
 
 
-class StateDictMismatch(ValueError):
+class StateDictMismatch(InputError, ValueError):
     """A state dict does not fit a model; the message lists every offending key."""
 
 

@@ -25,7 +25,9 @@ import paddle.nn.functional as F
 
 from dist_train import dist
 from dist_train.dist import host_allreduce
+from dist_train.errors import InputError, inject_fault
 from dist_train.logs import get_logger, log_once
+from dist_train.training.preempt import raise_agreed_failure
 
 AMP_WHITE_LIST = {"conv3d"}
 
@@ -139,12 +141,30 @@ def _format_eta(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def _batches_or_failure(loader):
+    """(batch, None) per batch; (None, error) once and the end when the loader raises an input
+    error (a bad frame, video or label), so the rank can take it to the per-step agreement."""
+    batches = iter(loader)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except InputError as error:
+            yield None, error
+            return
+        yield batch, None
+
+
 def train_one_epoch(model, optimizer, scaler, loader, schedule, *, epoch, start_step,
                     steps_per_epoch, global_step, total_steps, accum_steps, amp, clip_norm,
                     nan_check, log_every, metrics, params, named_params, on_gpu,
-                    after_step=None, average_gradients=None):
+                    after_step=None, average_gradients=None, before_step=None):
     """One (possibly resumed) epoch. ``after_step(global_step, next_step_in_epoch) -> stop``
-    runs after every optimizer step on every rank (checkpoints, max_steps, stop flags).
+    runs after every optimizer step on every rank (checkpoints, max_steps).
+    ``before_step(global_step, failure)`` runs on every rank once its batch is fetched (or its
+    loader raised the input error ``failure`` instead), and once more when the epoch's batches
+    are used up: the per-step agreement (stop signals, failures), see training/preempt.py.
 
     Returns (global_step, {"loss", "top1", "clips"} over the epoch's steps run here, stopped).
     """
@@ -159,8 +179,14 @@ def train_one_epoch(model, optimizer, scaler, loader, schedule, *, epoch, start_
     stopped = False
     step = start_step
     tick = time.perf_counter()
-    for step, (clips, labels) in enumerate(loader, start=start_step):
+    for step, (batch, failure) in enumerate(_batches_or_failure(loader), start=start_step):
         fetched = time.perf_counter()
+        if before_step is not None:
+            before_step(global_step, failure)  # collective; raises on a failure or a stop
+        elif failure is not None:
+            raise failure
+        clips, labels = batch
+        inject_fault("train_step")  # TEST HOOK: an injected bug in the trainer process
         lr = schedule.lr_at(global_step)
         optimizer.set_lr(lr)
         labels = labels.reshape([-1]).astype("int64")
@@ -203,6 +229,8 @@ def train_one_epoch(model, optimizer, scaler, loader, schedule, *, epoch, start_
         if after_step is not None and after_step(global_step, step + 1):
             stopped = True
             break
+    if not stopped and before_step is not None:
+        before_step(global_step, None)  # the agreement after the epoch's last step
     if window[2]:  # a stop between log lines: count what was not logged yet
         window[0], window[1] = float(window_loss), int(window_correct)
         epoch_sums += dist.all_reduce_sum(window)[:3]
@@ -213,10 +241,15 @@ def train_one_epoch(model, optimizer, scaler, loader, schedule, *, epoch, start_
 
 @paddle.no_grad()
 def validate(model, loader, amp: dict) -> dict:
-    """Clip-level loss and top-1 over this rank's videos, then one all-reduce over ranks."""
+    """Clip-level loss and top-1 over this rank's videos, then one all-reduce over ranks (which
+    also carries an input error of any rank's loader: then every rank raises it)."""
     model.eval()
-    sums = np.zeros(3)  # loss sum, correct, clips
-    for batch in loader:
+    sums = np.zeros(4)  # loss sum, correct, clips, ranks whose loader failed
+    failure = None
+    for batch, failure in _batches_or_failure(loader):
+        if failure is not None:  # taken to the sum below: every rank stops there together
+            sums[3] = 1.0
+            break
         clips, labels = batch[0], batch[1].reshape([-1]).astype("int64")
         with autocast(amp):
             logits = model(clips)
@@ -225,6 +258,8 @@ def validate(model, loader, amp: dict) -> dict:
         sums[1] += int((paddle.argmax(logits, axis=1) == labels).astype("int64").sum())
         sums[2] += clips.shape[0]
     total = dist.all_reduce_sum(sums)
+    if total[3]:
+        raise_agreed_failure(failure)
     clips_seen = max(total[2], 1.0)
     return {"val_loss": float(total[0] / clips_seen), "val_top1": float(total[1] / clips_seen),
             "val_clips": int(total[2])}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 import types
 
 import numpy as np
@@ -16,8 +17,10 @@ from dist_train import checkpoint, cpu_memory, dist
 from dist_train.training import engine, optim, preempt
 from dist_train.dist import host_allreduce, sync_bn
 from dist_train.config import ConfigError, load_config
-from dist_train.data import factory
+from dist_train.data import checks, factory
 from dist_train.data.device_prefetch import DevicePrefetcher, pinned_gpu_copy
+from dist_train.data.lists import DataError
+from dist_train.errors import write_error
 from dist_train.data.loader import make_loader
 from dist_train.data.sampler import EvalBatchSampler, GlobalBatchSampler
 from dist_train.logs import get_logger, setup_logging
@@ -54,7 +57,9 @@ def prepare_run(cfg, accept_change: bool) -> None:
         try:
             prepare_run_dir(cfg, accept_change)
         except Exception as e:  # every rank must hear of it, or they would wait for rank 0
-            error = str(e) if isinstance(e, (ConfigError, OSError)) else f"{type(e).__name__}: {e}"
+            error = (str(e) if isinstance(e, ConfigError) else
+                     str(write_error(e, cfg["run.dir"], "preparing the run directory: writing"))
+                     if isinstance(e, OSError) else f"{type(e).__name__}: {e}")
     dist.barrier("prepare-run-dir", timeout_s=300)
     error = dist.broadcast_object(error)
     if error is not None:
@@ -82,6 +87,33 @@ class SampleLog:
 
     def close(self) -> None:
         self.file.close()
+
+
+DELETE_AFTER_CHECKS_ENV = "DIST_TRAIN_DELETE_AFTER_CHECKS"  # test hook: a file removed after them
+
+
+def check_data(cfg) -> None:
+    """COLLECTIVE: rank 0 checks the clip lists (data/checks.py; data.check_lists), then every
+    rank raises its error, before any loader worker starts."""
+    error = None
+    if cfg["data.check_lists"] and dist.is_main_process():
+        start = time.perf_counter()
+        lists = [cfg["data.train_list"]] + ([cfg["data.val_list"]] if cfg["val.every_epochs"] else [])
+        try:
+            checks.check_lists(cfg, lists)
+            get_logger().info(f"clip lists checked in {time.perf_counter() - start:.2f} s "
+                              "(data.check_lists)")
+        except DataError as e:
+            error = str(e)
+    if cfg["data.check_lists"]:
+        error = dist.broadcast_object(error)
+    if error is not None:
+        failure = DataError(error)
+        failure.on_every_rank = True
+        raise failure
+    doomed = os.environ.get(DELETE_AFTER_CHECKS_ENV)
+    if doomed and dist.is_main_process() and os.path.exists(doomed):
+        os.remove(doomed)  # TEST HOOK: a frame that disappears after the checks
 
 
 def build_loaders(cfg, rank: int, world: int, debug: bool, host_batches: bool = False):
@@ -131,6 +163,29 @@ def compile_model(model):
     return paddle.jit.to_static(model, full_graph=False)
 
 
+_run = {"dir": None}  # this process's run directory, once prepared (for record_input_error)
+EXIT_RECORD = "exit.rank{rank}.json"  # in <run.dir>/logs; launch.sh reads it
+
+
+def current_rank() -> int:
+    """This process's rank (the launcher's variable before the job is joined)."""
+    return dist.get_rank() if dist.is_distributed() else int(os.environ.get("PADDLE_TRAINER_ID") or 0)
+
+
+def record_input_error(message: str, printed: bool) -> None:
+    """Write ``<run.dir>/logs/exit.rank<R>.json`` ({"exit_code": 2, "message"}): launch.sh
+    does not retry an input error even when the launcher reports a peer's exit code (a rank
+    the launcher SIGKILLed after this one failed alone, e.g. out of memory in its forward)."""
+    if _run["dir"] is None:
+        return
+    path = os.path.join(_run["dir"], "logs", EXIT_RECORD.format(rank=current_rank()))
+    try:
+        atomic_write_text(path, json.dumps({"exit_code": 2, "message": message,
+                                            "reported_here": printed}) + "\n")
+    except OSError as e:  # a full or read-only run directory: the exit code still tells launch.sh
+        get_logger().warning(f"could not record the input error in {path}: {e}")
+
+
 def train(args, at_end=None) -> int:
     """The whole run for parsed command line ``args``; ``at_end(cfg)`` runs on every rank after
     a finished (not preempted) run. Returns the process exit code."""
@@ -146,7 +201,7 @@ def train(args, at_end=None) -> int:
     on_gpu = paddle.device.get_device().startswith("gpu")
     check_batch(cfg, world)
     prepare_run(cfg, args.accept_config_change)
-    run_dir = cfg["run.dir"]
+    run_dir = _run["dir"] = cfg["run.dir"]
     if rank == 0:
         preempt.clear_marker(run_dir)
     log = setup_logging(run_dir, rank)
@@ -162,6 +217,7 @@ def train(args, at_end=None) -> int:
     random.seed(cfg["train.seed"])
     np.random.seed(cfg["train.seed"])
 
+    check_data(cfg)
     names = factory.class_names(cfg)  # checks the class index against the lists; saved below
     # On a GPU the shared-memory loader hands out host batches that DevicePrefetcher copies.
     prefetch = on_gpu and cfg["data.loader"] == "shm"
@@ -249,22 +305,30 @@ def train_loop(cfg, state, model, train_model, network, optimizer, scaler, sched
     average_gradients = None if on_gpu else host_allreduce.gradient_average(
         params, [names.get(id(p), p.name) for p in params])
 
+    skipped, skipped_count = set(), [0]  # data.skip_bad_samples: files and replacements so far
+    saved = {}  # global step -> checkpoint saved there (a stop right after it saves no twin)
+
     def save(is_best=False):
         state["scheduler"] = schedule.state_dict()
-        return checkpoint.save_checkpoint(
+        saved.clear()
+        saved[state["global_step"]] = checkpoint.save_checkpoint(
             run_dir, checkpoint.step_tag(state["global_step"]), model=network, optimizer=optimizer,
             scaler=scaler, train_state=state, cfg=cfg, keep_last=cfg["ckpt.keep_last"],
             is_best=is_best)
+        return saved[state["global_step"]]
+
+    def before_step(global_step, failure):
+        # Collective, once per step: every rank stops at this same point, on a signal (after
+        # saving) or on an input error of any rank's loader (raised by agree_to_stop).
+        if preempt.agree_to_stop(failure):
+            raise preempt.Preempted(global_step, saved.get(global_step) or save())
 
     def after_step(global_step, next_step):
         state.update(step_in_epoch=next_step, global_step=global_step)
         if samples is not None:
             samples.write(sampler, state["epoch"], next_step - 1, global_step)
-        path = None
         if cfg["ckpt.every_steps"] and global_step % cfg["ckpt.every_steps"] == 0:
-            path = save()
-        if preempt.agree_to_stop():  # collective: every rank stops after this same step
-            raise preempt.Preempted(global_step, path or save())
+            save()
         return max_steps is not None and global_step >= max_steps
 
     for epoch in range(state["epoch"], epochs):
@@ -277,7 +341,7 @@ def train_loop(cfg, state, model, train_model, network, optimizer, scaler, sched
             clip_norm=cfg["optim.clip_grad_norm"], nan_check=cfg["train.nan_check"],
             log_every=cfg["log.every_steps"], metrics=metrics, params=params,
             named_params=named_params, on_gpu=on_gpu, after_step=after_step,
-            average_gradients=average_gradients)
+            average_gradients=average_gradients, before_step=before_step)
         finished = stopped or epoch + 1 == epochs
         every_val = cfg["val.every_epochs"]
         row = {"kind": "epoch", "epoch": epoch, "global_step": global_step, "loss": stats["loss"],
@@ -291,7 +355,12 @@ def train_loop(cfg, state, model, train_model, network, optimizer, scaler, sched
                 state["best_metric"], state["best_epoch"] = val["val_top1"], epoch
             row.update(val, is_best=is_best)
         if cfg["data.skip_bad_samples"]:
-            row["bad_samples"] = int(dist.all_reduce_sum(train_loader.dataset.reset_bad_sample_count()))
+            count, names = train_loader.dataset.reset_bad_samples()
+            per_rank = dist.all_gather_object((count, names))
+            row["bad_samples"] = int(sum(c for c, _ in per_rank))
+            row["bad_sample_files"] = sorted({n for _, rank_names in per_rank for n in rank_names})
+            skipped.update(row["bad_sample_files"])
+            skipped_count[0] += row["bad_samples"]
         metrics.write(row)
         log.info(f"epoch {epoch} done: train loss {stats['loss']:.4f} top1 {100 * stats['top1']:.1f}%"
                  + (f", val loss {row['val_loss']:.4f} clip top1 {100 * row['val_top1']:.1f}% on "
@@ -304,5 +373,8 @@ def train_loop(cfg, state, model, train_model, network, optimizer, scaler, sched
             save(is_best)
         if finished:
             break
+    if cfg["data.skip_bad_samples"]:
+        log.info(f"data.skip_bad_samples: {skipped_count[0]} bad sample(s) replaced in this run"
+                 + (f", from {len(skipped)} file(s): {', '.join(sorted(skipped))}" if skipped else ""))
     log.info(f"training finished at global step {state['global_step']}; best val clip top1 "
              f"{state['best_metric']} (epoch {state['best_epoch']})")

@@ -22,6 +22,7 @@ import json
 import os
 import time
 
+from dist_train.errors import inject_fault, write_error
 from dist_train.logs import get_logger
 from dist_train.atomic import atomic_write_text
 
@@ -93,8 +94,12 @@ class MetricsLog:
         if not self.enabled:
             return
         row = dict(row, time=round(time.time(), 3))
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        try:
+            inject_fault("metrics_file", self.path)  # TEST HOOK (enospc / erofs actions)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+        except OSError as e:  # disk full, read-only: named with the free space
+            raise write_error(e, self.path, "writing metrics") from e
         if self.vdl is not None:
             kind = row["kind"]
             for key, value in row.items():

@@ -13,9 +13,12 @@ The trainer's part:
    dist_train/data/workers.py, which data/loader.py uses):
    workers ignore SIGTERM/SIGINT and die when their parent dies (prctl PR_SET_PDEATHSIG on
    Linux, plus a parent-pid watchdog thread everywhere).
-3. After every optimizer step: ``if agree_to_stop(): save, shut the loader down,
-   sys.exit(PREEMPTED_EXIT_CODE)``. ``agree_to_stop`` is a collective (one tiny all-reduce):
-   all ranks stop after the same step, and every rank calls the checkpoint save.
+3. Once per step, after fetching the batch (and once when an epoch's batches are used up):
+   ``if agree_to_stop(failure): save, shut the loader down, sys.exit(PREEMPTED_EXIT_CODE)``.
+   ``agree_to_stop`` is a collective (one tiny sum): all ranks stop after the same step, and
+   every rank calls the checkpoint save. The same sum carries input failures of any rank's
+   loader, so a bad file on one rank stops every rank at once with the file named once, and
+   is not mistaken for a preemption (see agree_to_stop).
 
 ``PREEMPTED_EXIT_CODE`` (75, EX_TEMPFAIL from sysexits.h) means "stopped on a signal, a
 checkpoint was saved": launch.sh does not restart after it. ``paddle.distributed.launch`` does
@@ -37,7 +40,9 @@ import signal
 
 import numpy as np
 
+from dist_train.dist import all_gather_object
 from dist_train.dist.host_allreduce import sum_over_ranks_
+from dist_train.errors import InputError
 from dist_train.logs import get_logger
 from dist_train.atomic import atomic_write_text
 from dist_train.data.workers import STOP_SIGNALS
@@ -87,13 +92,35 @@ def reset() -> None:
     _state["signal"] = None
 
 
-def agree_to_stop() -> bool:
-    """COLLECTIVE: True on every rank when any rank was asked to stop."""
-    local = np.array([1.0 if stop_requested() else 0.0])
-    agreed = float(sum_over_ranks_(local)[0]) > 0  # every step: the cheap transport
+def agree_to_stop(failure: BaseException | None = None) -> bool:
+    """COLLECTIVE, once per step (after this rank fetched its batch, before the step's other
+    collectives): one sum over the ranks of [stop signals, input failures], through shared
+    memory on one host, else gloo on a CPU tensor (no device synchronisation).
+
+    ``failure``: the input error this rank's loader raised instead of a batch. Rather than
+    dying alone (the other ranks would wait for it in the step's collectives and the launcher
+    would kill them, looking like a preemption), the rank brings it here; then every rank
+    raises it (``raise_agreed_failure``): no save, no PREEMPTED marker. Otherwise returns True
+    on every rank when any rank was asked to stop (save, then Preempted)."""
+    local = np.array([1.0 if stop_requested() else 0.0, 0.0 if failure is None else 1.0])
+    signals, failures = sum_over_ranks_(local)  # every step: the cheap transport
+    if failures:
+        raise_agreed_failure(failure)
+    agreed = bool(signals > 0)
     if agreed and not stop_requested():
         get_logger().info("another rank received a stop signal: stopping after this step")
     return agreed
+
+
+def raise_agreed_failure(failure: BaseException | None):
+    """COLLECTIVE (after an agreement found a failure): every rank raises the input error of
+    the lowest failing rank, marked ``on_every_rank`` so that rank 0 alone reports it."""
+    messages = all_gather_object(None if failure is None else str(failure))
+    rank = next(r for r, m in enumerate(messages) if m is not None)
+    where = f" (rank {rank} of {len(messages)})" if len(messages) > 1 else ""
+    error = InputError(messages[rank] + where)
+    error.on_every_rank = True
+    raise error from failure
 
 
 class Preempted(Exception):

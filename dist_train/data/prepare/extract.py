@@ -24,6 +24,7 @@ import time
 import cv2
 
 from dist_train.atomic import atomic_write_text
+from dist_train.data.lists import DataError
 from dist_train.data.readers import DEFAULT_FRAME_TEMPLATE, BadSampleError, open_video
 
 
@@ -154,7 +155,7 @@ def extract_all(src_root, dst_root, workers=1, short_side=None, template=DEFAULT
     """Extract every video under src_root; write and return the report dict."""
     videos, duplicates = find_video_files(src_root, ext)
     if not videos:
-        raise FileNotFoundError(f"no '*{ext}' videos in class folders under {src_root}")
+        raise DataError(f"{src_root}: no '*{ext}' videos in class folders; check --src and --ext")
     todo, skipped = [], 0
     for video, file in videos:
         dst_dir = os.path.join(dst_root, video)

@@ -252,5 +252,6 @@ def print_summary(summary, stream=None):
                  f"{summary['store_bytes'] / 1e9:.2f} GB on disk (estimated "
                  f"{summary['estimated_bytes'] / 1e9:.2f} GB for this run), "
                  f"{summary['seconds']:.1f} s\n")
-    for video, error in sorted(summary["failed"].items()):
-        stream.write(f"  FAILED {video}: {error}\n")
+    if summary["failed"]:  # each one, with its reason, is in the report: the index
+        stream.write(f"{len(summary['failed'])} video(s) failed: see \"failed\" in "
+                     f"{os.path.join(summary['store'], INDEX_NAME)}\n")

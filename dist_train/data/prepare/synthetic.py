@@ -25,6 +25,7 @@ import os
 import cv2
 import numpy as np
 
+from dist_train.data.lists import DataError
 from dist_train.atomic import atomic_write_text
 from dist_train.data.readers import count_decoded_frames
 
@@ -43,7 +44,7 @@ HELDOUT_GROUP = 90
 
 def class_pairs(num_classes):
     if num_classes % 2 or not 2 <= num_classes <= 2 * len(CLASS_PAIRS):
-        raise ValueError(f"--classes must be even, 2..{2 * len(CLASS_PAIRS)}; got {num_classes}")
+        raise DataError(f"--classes must be even, 2..{2 * len(CLASS_PAIRS)}; got {num_classes}")
     return CLASS_PAIRS[:num_classes // 2]
 
 
@@ -157,7 +158,7 @@ def make_synthetic(out, num_classes=4, videos_per_class=300, seed=0, height=64, 
     num_groups = -(-videos_per_class // CLIPS_PER_GROUP)
     test_groups = max(1, round(num_groups * 7 / 25))
     if num_groups < 2:
-        raise ValueError("--videos-per-class must be > 4 so that train and test both get groups")
+        raise DataError("--videos-per-class must be > 4 so that train and test both get groups")
     videos, train, test, heldout = {}, [], [], []
     # Group g has the same background in every class (like one scene filmed for all actions):
     # a background tied to a class would let a network memorise scenes of the training groups
