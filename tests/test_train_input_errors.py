@@ -179,17 +179,35 @@ def test_list_fault_stops_before_any_loader_worker(tmp_path, fault):
 
 
 @pytest.mark.paddle2
-def test_label_out_of_range_is_caught_per_sample_when_checks_are_off(tmp_path):
+@pytest.mark.parametrize("loader_kind", ["shm", "stock"])
+def test_label_out_of_range_is_caught_per_sample_when_checks_are_off(tmp_path, loader_kind):
+    from dist_train.data.datasets import TrainClipDataset
+    from dist_train.data.lists import read_list
+    from dist_train.data.loader import make_loader
+    from dist_train.data.readers import FrameFolderReader
+    from dist_train.data.sampler import GlobalBatchSampler
+    from dist_train.errors import InputError
+
     root, train_list, val_list = make_dataset(str(tmp_path / "data"), videos_per_class=3)
     with open(train_list) as f:
         lines = f.read().splitlines()
     lines = [line.rsplit(" ", 1)[0] + " 7" for line in lines]  # every label outside 0..3
     with open(train_list, "w") as f:
         f.write("\n".join(lines) + "\n")
+    # Through train.py, reading the class names already names the bad label (before workers).
     cfg = _config(tmp_path, root, train_list, val_list, **{"data.check_lists": False})
     proc = run_cli(["dist_train/train.py", "-c", cfg], check=False)
     assert_one_named_error(proc, "label 7", "model.num_classes")
-    assert WORKERS_STARTED in proc.stdout  # found in the workers, before any loss
+    # The per-sample check in the loader workers is the last line before the loss.
+    entries = read_list(train_list)
+    dataset = TrainClipDataset(entries, FrameFolderReader(root), clip_len=16, crop_size=16,
+                               seed=0, train_crop="center", num_classes=4)
+    loader = make_loader(dataset, GlobalBatchSampler(len(entries), 2, seed=0), 2, loader_kind)
+    with pytest.raises(InputError, match="label 7 is outside 0..3"):
+        for _ in loader:
+            pass
+    if hasattr(loader, "close"):
+        loader.close()
 
 
 @pytest.mark.paddle2
