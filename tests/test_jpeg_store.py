@@ -378,3 +378,23 @@ def test_damaged_store_is_named(frames, tmp_path):
         JpegStoreReader(store_dir)
     with pytest.raises(StoreError, match="needs data.root"):
         JpegStoreReader("")
+
+
+def test_checks_before_training_read_the_store_index(frames, tmp_path):
+    from dist_train.config import load_config
+    from dist_train.data.checks import list_problems
+
+    _, frame_root, entries = frames
+    store_dir = str(tmp_path / "store")
+    prepare_store("frames", frame_root, store_dir, videos_per_shard=4, **QUIET)
+    list_path = tmp_path / "train.txt"
+    list_path.write_text(f"{entries[0].video} {entries[0].num_frames} 0\n"
+                         f"{entries[1].video} {entries[1].num_frames + 5} 1\n"
+                         f"A/not_prepared 9 1\n")
+    cfg = load_config(None, ["data.source=jpeg_store", f"data.root={store_dir}",
+                             "model.num_classes=2", f"run.dir={tmp_path / 'run'}"])
+    problems = list_problems(cfg, str(list_path))
+    assert len(problems) == 2, problems
+    assert f"train.txt:2: {store_dir}: video {entries[1].video} has {entries[1].num_frames} frames" \
+        in problems[0]
+    assert "train.txt:3:" in problems[1] and "no video A/not_prepared" in problems[1]

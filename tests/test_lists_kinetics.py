@@ -79,7 +79,7 @@ def test_too_many_missing_is_an_error_naming_the_report(copies, tmp_path):
     proc = _build(fx, tmp_path, "--videos", fx["root"], "--max-missing", "0.1", check=False)
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if "error" in line]  # not the progress
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "too many clips missing (test 16.7%, train 16.7%, val 16.7% > 10%)" \
+    assert len(lines) == 1 and lines[0].startswith("build_lists.py: error: ") and "too many clips missing (test 16.7%, train 16.7%, val 16.7% > 10%)" \
         in lines[0] and str(tmp_path / "k_report.json") in lines[0], proc.stderr
     assert sorted(os.listdir(tmp_path)) == ["k_report.json"]  # no list written
     proc = _build(fx, tmp_path, "--videos", fx["root"], "--max-missing", "0.17")

@@ -4,7 +4,8 @@ stops the run with one named line at once instead of inside a loader worker hour
 
 What is checked, per list entry: the line parses (``lists.read_list_numbered`` names the line);
 ``0 <= label < model.num_classes``; the video exists: a frame folder holds frames 1..num_frames
-(one directory listing), a packed store's index has the video with at least num_frames frames,
+(one directory listing), the index of a packed or compressed (JPEG) store has the video with at
+least num_frames frames,
 a raw video file exists and its container declares a positive frame count (one open of the
 file, no decoding). Decoding every frame stays ``data_tools/verify_dataset.py``'s job.
 ``data.check_lists: false`` turns the checks off.
@@ -16,6 +17,7 @@ one directory listing or file open per entry more: turn the checks off for repea
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -72,6 +74,16 @@ def _store_problem(index, store_dir, video, num_frames):
     return None
 
 
+def _jpeg_store_problem(reader, store_dir, video, num_frames):
+    """The compressed store's index (memory-mapped) has the video with enough frames."""
+    if video not in reader:
+        return f"{store_dir}: the store has no video {video} (prepare it, or fix the list)"
+    stored = reader.num_frames(video)
+    if stored < num_frames:
+        return f"{store_dir}: video {video} has {stored} frames, the list says {num_frames}"
+    return None
+
+
 def list_problems(cfg, list_path: str) -> list[str]:
     """Problems of one clip list under ``cfg``'s data source and class count (empty: fine)."""
     source, root = cfg["data.source"], cfg["data.root"]
@@ -81,6 +93,10 @@ def list_problems(cfg, list_path: str) -> list[str]:
 
         index = load_index(root)
         check = lambda video, n: _store_problem(index, root, video, n)  # noqa: E731
+    elif source == "jpeg_store":
+        from dist_train.data.jpeg_store import JpegStoreReader
+
+        check = functools.partial(_jpeg_store_problem, JpegStoreReader(root), root)
     elif source == "video":
         check = lambda video, n: _video_problem(root, cfg["data.video_ext"], video, n)  # noqa: E731
     else:

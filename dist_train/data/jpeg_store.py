@@ -173,6 +173,9 @@ class JpegStoreReader:
                                  f"in its prepare_report.json)")
         return self._table[row].tolist()
 
+    def __contains__(self, video):
+        return video in self._rows
+
     def num_frames(self, video):
         return self._entry(video)[3]
 
