@@ -35,3 +35,32 @@ def test_numbered_list_keeps_file_lines_and_parse_errors_name_them(tmp_path):
     listing.write_text("A/a 3 0\n\n\nB/b five 1\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"train\.txt:4: num_frames and label must be integers"):
         read_list(str(listing))
+
+
+def test_the_cli_writes_every_problem_to_its_report_and_names_it_in_one_line(tmp_path):
+    import json
+    import os
+
+    from helpers import REPO, run_cli
+
+    frames = str(tmp_path / "frames")
+    for v in range(2):
+        write_frame_folder(frames, f"C{v}/v{v}", [stamped_frame(i) for i in range(4)], template=JPG)
+    listing = tmp_path / "lists" / "val.txt"
+    listing.parent.mkdir()
+    listing.write_text("C0/v0 4 0\nC1/v1 6 1\nC1/missing 4 1\n", encoding="utf-8")
+    proc = run_cli([os.path.join(REPO, "data_tools", "verify_dataset.py"), "--frames", frames,
+                    "--list", str(listing), "--workers", "1"], check=False)
+    report_path = tmp_path / "lists" / "verify_report.json"
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1 and "3 videos" in lines[0] and "2 problem(s)" in lines[0] \
+        and str(report_path) in lines[0], proc.stdout
+    problems = json.loads(report_path.read_text())["problems"]
+    assert len(problems) == 2 and any(f"{listing}:2: list says 6 frames" in p for p in problems)
+    assert any("C1/missing" in p for p in problems), problems
+    listing.write_text("C0/v0 4 0\n", encoding="utf-8")
+    clean = run_cli([os.path.join(REPO, "data_tools", "verify_dataset.py"), "--frames", frames,
+                     "--list", str(listing), "--workers", "1"])
+    assert "0 problem(s); report" in clean.stdout
+    assert json.loads(report_path.read_text())["problems"] == []  # replaced, not appended
