@@ -1,5 +1,6 @@
 """Gradient accumulation: no_sync on non-final micro-steps, and 2 ranks x 2 micro-steps x 2
-clips == 1 rank x 4 micro-steps x 2 clips == 1 rank x 8 clips (BatchNorm frozen)."""
+clips == 1 rank x 4 micro-steps x 2 clips == 1 rank x 8 clips, with BatchNorm frozen (its batch statistics
+would differ with the micro-batch size); the same through train.py in tests/test_train_finetune.py."""
 import os
 
 import numpy as np
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh
 
 @pytest.mark.multiproc
 @pytest.mark.parametrize("transport", ["shm", "dp"])  # shared-memory average, DataParallel's
-def test_accumulation_on_two_ranks_equals_one_batch(tmp_path, transport):
+def test_accumulation_with_frozen_bn_on_two_ranks_equals_one_batch(tmp_path, transport):
     out = str(tmp_path)
     run_cli(["tests/accum_probe.py", out, "1"])
     run_cli(["tests/accum_probe.py", out, "4"])
