@@ -1,6 +1,7 @@
 """Gradient accumulation: no_sync on non-final micro-steps, and 2 ranks x 2 micro-steps x 2
-clips == 1 rank x 4 micro-steps x 2 clips == 1 rank x 8 clips, with BatchNorm frozen (its batch statistics
-would differ with the micro-batch size); the same through train.py in tests/test_train_finetune.py."""
+clips == 1 rank x 4 micro-steps x 2 clips == 1 rank x 8 clips, with BatchNorm frozen (its
+batch statistics would differ with the micro-batch size). The same through train.py:
+tests/test_train_finetune.py."""
 import os
 
 import numpy as np
