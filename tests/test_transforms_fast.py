@@ -32,8 +32,13 @@ def reference_clip(frames, box, size, flip):
 
 def reference_train(rng, frames, size, method, scales, hflip):
     height, width = frames.shape[1:3]
-    if method == "multiscale_corner":
-        box = transforms.draw_multiscale_corner_crop(rng, height, width, scales)
+    if method == "multiscale_corner":  # written out (tests/test_multiscale_crop.py checks the draw)
+        side = int(min(height, width) * scales[int(rng.integers(len(scales)))])
+        x, y = {"center": ((width - side) // 2, (height - side) // 2), "top_left": (0, 0),
+                "top_right": (width - side, 0), "bottom_left": (0, height - side),
+                "bottom_right": (width - side, height - side)}[
+            ["center", "top_left", "top_right", "bottom_left", "bottom_right"][int(rng.integers(5))]]
+        box = transforms.Box(x, y, side, side)
     elif method == "random_resized":
         box = transforms.draw_random_resized_crop(rng, height, width)
     elif method == "random":
