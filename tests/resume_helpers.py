@@ -66,8 +66,32 @@ def train_losses(run_dir):
 
 
 def sample_ids(run_dir, rank=0):
+    """[(global step, epoch, [hash of each clip the loader delivered to that step])]: what the
+    step trained on, not what the sampler says it should (the keys are logged beside)."""
     with open(os.path.join(run_dir, f"samples.rank{rank}.jsonl")) as f:
-        return [(r["global_step"], r["epoch"], r["indices"]) for r in map(json.loads, f)]
+        rows = [json.loads(line) for line in f]
+    for r in rows:
+        assert len(r["clips"]) == len(r["indices"]) == len(r["labels"]), r
+    return [(r["global_step"], r["epoch"], r["clips"]) for r in rows]
+
+
+def assert_delivered_clips_match_keys(cfg_path, run_dir, rank=0):
+    """The clips the loader delivered to each logged step are the dataset items of the keys
+    the sampler assigned to it (hash for hash, label for label)."""
+    import hashlib
+
+    from dist_train.config import load_config
+    from dist_train.data import factory
+
+    dataset = factory.build_train_dataset(load_config(cfg_path))
+    with open(os.path.join(run_dir, f"samples.rank{rank}.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    assert rows
+    for r in rows:
+        items = [dataset[(r["epoch"], i)] for i in r["indices"]]
+        assert [hashlib.sha1(np.ascontiguousarray(clip).tobytes()).hexdigest()[:16]
+                for clip, _ in items] == r["clips"], r["global_step"]
+        assert [int(label) for _, label in items] == r["labels"], r["global_step"]
 
 
 def latest_tag(run_dir):

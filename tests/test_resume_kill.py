@@ -18,6 +18,7 @@ import pytest
 from dist_train.training.preempt import PREEMPTED_EXIT_CODE
 from helpers import PYTHON, REPO, launch, run_cli, worker_logs
 from resume_helpers import (assert_bitwise_equal_weights, assert_close_losses,
+                            assert_delivered_clips_match_keys,
                             assert_equivalent_runs, assert_no_tagged_processes, latest_tag,
                             sample_ids, tagged_env, tiny_config, train_losses)
 from train_fixtures import make_dataset
@@ -82,6 +83,7 @@ def test_kill_9_inside_a_step_then_resume_is_bitwise_exact(straight, tmp_path):
     assert [s for s, _ in train_losses(run)] == [1, 2, 3, 4]
     assert sample_ids(run) == sample_ids(run_straight)
     assert len(sample_ids(run)) == 4 and all(len(ids) == 8 for _, _, ids in sample_ids(run))
+    assert_delivered_clips_match_keys(cfg, run)
 
 
 @pytest.mark.multiproc

@@ -2,6 +2,7 @@
 checkpoints, stop together on preemption. ``dist_train/train.py`` is its command line."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -61,7 +62,8 @@ def prepare_run(cfg, accept_change: bool) -> None:
 
 
 class SampleLog:
-    """Per-rank jsonl of the dataset keys each global step consumed (tests compare runs)."""
+    """Per-rank jsonl of what each global step trained on (tests compare runs): the sampler's
+    keys and, from the batch the loader delivered, a hash of every clip and its label."""
 
     def __init__(self, run_dir: str, rank: int, resumed_step: int):
         self.path = os.path.join(run_dir, f"samples.rank{rank}.jsonl")
@@ -72,15 +74,42 @@ class SampleLog:
                                if line.strip() and json.loads(line)["global_step"] <= resumed_step)
         atomic_write_text(self.path, kept)
         self.file = open(self.path, "a", encoding="utf-8")
+        self.delivered = None  # (clip hashes, labels) of the batch handed to the training step
+
+    def recording(self, loader):
+        """``loader`` (same batches, same attributes) noting each batch it hands out."""
+        return _RecordingLoader(loader, self)
 
     def write(self, sampler, epoch: int, step: int, global_step: int) -> None:
         keys = sampler.rank_slice(sampler.global_batch(step))
+        hashes, labels = self.delivered
+        self.delivered = None
         self.file.write(json.dumps({"global_step": global_step, "epoch": epoch, "step": step,
-                                    "indices": [int(i) for i in keys]}) + "\n")
+                                    "indices": [int(i) for i in keys], "clips": hashes,
+                                    "labels": labels}) + "\n")
         self.file.flush()
 
     def close(self) -> None:
         self.file.close()
+
+
+class _RecordingLoader:
+    def __init__(self, loader, log: SampleLog):
+        self._loader, self._log = loader, log
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+    def __len__(self):
+        return len(self._loader)
+
+    def __iter__(self):
+        for batch in self._loader:
+            assert self._log.delivered is None, "a batch was not logged"
+            self._log.delivered = ([hashlib.sha1(np.ascontiguousarray(c).tobytes()).hexdigest()[:16]
+                                    for c in batch[0].numpy()],
+                                   [int(v) for v in batch[1].numpy().reshape(-1)])
+            yield batch
 
 
 def build_loaders(cfg, rank: int, world: int, debug: bool):
@@ -195,7 +224,8 @@ def train(args, at_end=None) -> int:
     stop = None
     try:
         train_loop(cfg, state, model, train_model, network, optimizer, scaler, schedule, sampler,
-                   train_loader, val_loader, amp, metrics, on_gpu, samples)
+                   samples.recording(train_loader) if samples else train_loader, val_loader, amp,
+                   metrics, on_gpu, samples)
     except preempt.Preempted as e:
         stop = e
     finally:
