@@ -206,6 +206,7 @@ def test_resume_from_a_sigterm_checkpoint_is_bitwise_exact(data, tmp_path):
     assert sample_ids(str(run)) == sample_ids(reference)
 
 
+@pytest.mark.paddle2
 def test_malicious_weights_pickle_is_refused_without_running_it(straight, tmp_path):
     cfg, _ = straight
     marker = tmp_path / "pwned"
@@ -232,6 +233,7 @@ def run_launch_sh(cfg, run, env, timeout=240):
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
+@pytest.mark.paddle2
 @pytest.mark.multiproc
 def test_launch_sh_restarts_after_kill_9_of_rank_1(straight_two_ranks, tmp_path):
     cfg, run_two = straight_two_ranks
@@ -253,6 +255,7 @@ def test_launch_sh_restarts_after_kill_9_of_rank_1(straight_two_ranks, tmp_path)
         assert sample_ids(run, rank) == sample_ids(run_two, rank)
 
 
+@pytest.mark.paddle2
 @pytest.mark.multiproc
 def test_launch_sh_does_not_retry_an_input_error(straight_two_ranks, tmp_path):
     """A missing train list passes launch.sh's config check and fails in the trainer (exit 2):
@@ -273,6 +276,7 @@ def test_launch_sh_does_not_retry_an_input_error(straight_two_ranks, tmp_path):
     assert_no_tagged_processes(tag)
 
 
+@pytest.mark.paddle2
 @pytest.mark.multiproc
 def test_sigterm_to_the_launcher_saves_at_the_agreed_step(data, tmp_path):
     base, dataset = data

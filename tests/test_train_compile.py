@@ -65,6 +65,7 @@ def test_compile_model_runs_the_whole_network_as_a_static_program():
         np.testing.assert_allclose(static, eager, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.paddle2
 def test_compiled_training_matches_eager(tmp_path):
     dataset = make_dataset(str(tmp_path / "data"))
     runs = {}

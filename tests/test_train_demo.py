@@ -14,6 +14,7 @@ pytestmark = pytest.mark.multiproc
 CHANCE, MARGIN = 0.25, 0.20
 
 
+@pytest.mark.paddle2
 def test_demo_config_learns_motion(tmp_path):
     data = tmp_path / "synthetic"
     run_cli(["data_tools/make_synthetic.py", "--out", str(data), "--classes", "4",

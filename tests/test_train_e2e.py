@@ -87,6 +87,7 @@ def test_two_ranks_with_sync_bn_match_one_rank(single, noise_floor, tmp_path):
     assert max_weight_difference(run_single, plain, 1) > 1000 * ONE_STEP_TOLERANCE
 
 
+@pytest.mark.paddle2
 @pytest.mark.multiproc
 def test_two_nodes_on_loopback_match_one_rank(single, noise_floor, tmp_path):
     """Two launchers joined as 2 nodes, with the shared-memory transport off: the path of ranks
@@ -158,6 +159,7 @@ def test_resume_from_a_middle_checkpoint_continues_exactly(single, tmp_path):
     assert "already finished" in again.stdout
 
 
+@pytest.mark.paddle2
 def test_debug_mode_and_batch_checks(data, tmp_path):
     base, dataset = data
     cfg = write_config(str(tmp_path / "cfg.yaml"), *dataset, str(tmp_path / "run"),
