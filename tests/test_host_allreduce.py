@@ -24,7 +24,10 @@ def test_shared_memory_sums_equal_gloo_and_leave_no_file(tmp_path):
     for record in records:  # the same error on every rank, after the same collective
         assert "parameter 'b2' has a gradient on 1 of 2 ranks" in record["unused_error"]
     assert "rank(s) [1] did not arrive within 0.5 s" in records[0]["timeout_error"]
-    assert records[0]["late_rank_wait_s"] >= 0.25 and records[1]["late_rank_wait_s"] < 0.1
+    # rank 1 arrived 0.3 s late: rank 0 waited for it, rank 1 (last) less (no fixed upper bound:
+    # a loaded machine stretches waits)
+    assert records[0]["late_rank_wait_s"] >= 0.25
+    assert records[1]["late_rank_wait_s"] < records[0]["late_rank_wait_s"]
 
 
 def test_one_process_or_disabled_means_no_shared_memory(monkeypatch):

@@ -9,14 +9,13 @@ import os
 import pickle
 import shutil
 import signal
-import subprocess
 import time
 
 import psutil
 import pytest
 
 from dist_train.training.preempt import PREEMPTED_EXIT_CODE
-from helpers import PYTHON, REPO, launch, run_cli, worker_logs
+from helpers import PYTHON, REPO, launch, popen_in_own_group, run_cli, worker_logs
 from resume_helpers import (assert_bitwise_equal_weights, assert_close_losses,
                             assert_delivered_clips_match_keys,
                             assert_equivalent_runs, assert_no_tagged_processes, latest_tag,
@@ -173,22 +172,11 @@ def test_resume_from_a_sigterm_checkpoint_is_bitwise_exact(data, tmp_path):
     cfg = tiny_config(tmp_path, "long", dataset, run, **{"train.epochs": 500, "ckpt.every_steps": 0,
                                                          "ckpt.every_epochs": 0})
     env, tag = tagged_env()
-    proc = subprocess.Popen([PYTHON, "dist_train/train.py", "-c", cfg], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        log = run / "train.log"
-        while not (log.exists() and "epoch 0 step 1/2" in log.read_text()):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-4000:]
-            time.sleep(0.05)
+    with popen_in_own_group([PYTHON, "dist_train/train.py", "-c", cfg], env=env) as proc:
+        wait_for_log_line(proc, run / "train.log", "epoch 0 step 1/2")
         proc.send_signal(signal.SIGTERM)
-        out = proc.communicate(timeout=60)[0]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert_no_tagged_processes(tag)
+        out = proc.communicate(timeout=120)[0]
+        assert_no_tagged_processes(tag)
     assert proc.returncode == PREEMPTED_EXIT_CODE, out[-4000:]
     with open(run / "PREEMPTED") as f:
         step = json.load(f)["global_step"]
@@ -226,11 +214,19 @@ def test_malicious_weights_pickle_is_refused_without_running_it(straight, tmp_pa
 
 
 # ----------------------------------------------------------------------------- launch.sh
-def run_launch_sh(cfg, run, env, timeout=240):
-    return subprocess.Popen([os.path.join(REPO, "launch.sh"), "--cpu", "--nproc", "2",
-                             "--max-restarts", "2", cfg, f"run.dir={run}"], cwd=REPO,
-                            env={**env, "DIST_TRAIN_SKIP_SETUP": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+def launch_sh(cfg, run, env, *overrides):
+    """launch.sh on 2 CPU ranks with up to 2 restarts, in its own process group (see
+    helpers.popen_in_own_group)."""
+    return popen_in_own_group([os.path.join(REPO, "launch.sh"), "--cpu", "--nproc", "2",
+                               "--max-restarts", "2", cfg, f"run.dir={run}", *overrides],
+                              env={**env, "DIST_TRAIN_SKIP_SETUP": "1"})
+
+
+def wait_for_log_line(proc, log, text, timeout_s=120):
+    deadline = time.monotonic() + timeout_s
+    while not (log.exists() and text in log.read_text()):  # train.log is flushed per line
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-4000:]
+        time.sleep(0.05)
 
 
 @pytest.mark.paddle2
@@ -239,10 +235,10 @@ def test_launch_sh_restarts_after_kill_9_of_rank_1(straight_two_ranks, tmp_path)
     cfg, run_two = straight_two_ranks
     run = str(tmp_path / "run")
     env, tag = tagged_env(DIST_TRAIN_KILL_AT_STEP="4", DIST_TRAIN_KILL_RANK="1")
-    proc = run_launch_sh(cfg, run, env)
-    out = proc.communicate(timeout=240)[0]
-    assert proc.returncode == 0, out[-4000:] + worker_logs(os.path.join(run, "launch_logs"))
-    assert_no_tagged_processes(tag)  # no trainer or loader worker outlives the job
+    with launch_sh(cfg, run, env) as proc:
+        out = proc.communicate(timeout=300)[0]
+        assert proc.returncode == 0, out[-4000:] + worker_logs(os.path.join(run, "launch_logs"))
+        assert_no_tagged_processes(tag)  # no trainer or loader worker outlives the job
     assert "restart 1 of 2, resuming" in out and "attempt 3" not in out
     with open(os.path.join(run, "train.log")) as f:
         log = f.read()
@@ -263,17 +259,13 @@ def test_launch_sh_does_not_retry_an_input_error(straight_two_ranks, tmp_path):
     cfg, _ = straight_two_ranks
     run, missing = str(tmp_path / "run"), str(tmp_path / "no_such_list.txt")
     env, tag = tagged_env()
-    proc = subprocess.Popen([os.path.join(REPO, "launch.sh"), "--cpu", "--nproc", "2",
-                             "--max-restarts", "2", cfg, f"run.dir={run}",
-                             f"data.train_list={missing}"], cwd=REPO,
-                            env={**env, "DIST_TRAIN_SKIP_SETUP": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    out = proc.communicate(timeout=240)[0]
+    with launch_sh(cfg, run, env, f"data.train_list={missing}") as proc:
+        out = proc.communicate(timeout=300)[0]
+        assert_no_tagged_processes(tag)
     assert proc.returncode == 2, out[-4000:]
     assert "stopped on an input error (exit code 2" in out and "attempt 2" not in out
     logs = worker_logs(os.path.join(run, "launch_logs"))
     assert missing in out + logs  # the trainer's message names the file
-    assert_no_tagged_processes(tag)
 
 
 @pytest.mark.paddle2
@@ -284,27 +276,18 @@ def test_sigterm_to_the_launcher_saves_at_the_agreed_step(data, tmp_path):
     cfg = tiny_config(tmp_path, "long", dataset, run, **{"train.epochs": 500, "ckpt.every_steps": 0,
                                                          "ckpt.every_epochs": 0})
     env, tag = tagged_env()
-    proc = run_launch_sh(cfg, str(run), env)
-    try:
-        deadline = time.monotonic() + 120
-        log = run / "train.log"  # flushed per line (metrics.jsonl may be buffered)
-        while not (log.exists() and "epoch 1 step 1/2" in log.read_text()):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-4000:]
-            time.sleep(0.2)
+    with launch_sh(cfg, str(run), env) as proc:
+        wait_for_log_line(proc, run / "train.log", "epoch 1 step 1/2")
         launcher = [p for p in psutil.Process(proc.pid).children()
                     if "paddle.distributed.launch" in " ".join(p.cmdline())]
         assert len(launcher) == 1
-        signalled = time.monotonic()
         launcher[0].send_signal(signal.SIGTERM)
-        out = proc.communicate(timeout=60)[0]
-        elapsed = time.monotonic() - signalled
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert_no_tagged_processes(tag)
+        out = proc.communicate(timeout=120)[0]
+        assert_no_tagged_processes(tag)
+    # (no time bound: the exit code and the marker show the agreed save, not the launcher's
+    # SIGKILL after its grace period, happened)
     assert proc.returncode == PREEMPTED_EXIT_CODE, out[-4000:]
-    assert elapsed < 30 and "attempt 2" not in out
+    assert "attempt 2" not in out
     with open(run / "PREEMPTED") as f:
         marker = json.load(f)
     step = marker["global_step"]

@@ -1,17 +1,16 @@
 """train.py end to end on a tiny frame dataset: 2 ranks with sync BN (augmentation, 2 loader
 workers) and two single-process launchers joined as 2 nodes end with the weights of 1 rank;
 resume continues exactly; --debug; batch-size checks."""
+import contextlib
 import json
 import os
 import re
-import signal
 import shutil
-import subprocess
 
 import pytest
 
 import helpers
-from helpers import PYTHON, REPO, free_port, launch, run_cli, worker_logs
+from helpers import PYTHON, free_port, launch, popen_in_own_group, run_cli, worker_logs
 from resume_helpers import (NOISE_FLOOR_MAX, ONE_STEP_TOLERANCE, assert_bitwise_equal_weights,
                             assert_equivalent_runs, max_weight_difference)
 from train_fixtures import make_dataset, write_config
@@ -94,22 +93,13 @@ def test_two_nodes_on_loopback_match_one_rank(single, noise_floor, tmp_path):
     on different hosts (gloo sums for the CPU sync BN, DataParallel's gradient all-reduce)."""
     cfg, run_single = single
     run, port = str(tmp_path / "run"), free_port()
-    procs = []
-    for node in range(2):
-        cmd = [PYTHON, "-m", "paddle.distributed.launch", "--nnodes", "2", "--master",
-               f"127.0.0.1:{port}", "--nproc_per_node", "1", "--log_dir", str(tmp_path / f"log{node}"),
-               "dist_train/train.py", "-c", cfg, "-o", f"run.dir={run}"]
-        procs.append(subprocess.Popen(cmd, cwd=REPO, env=helpers.child_env(DIST_TRAIN_SHM_ALLREDUCE="0"),
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                      start_new_session=True))
-    try:
+    with contextlib.ExitStack() as stack:  # each node in its own process group, killed at exit
+        procs = [stack.enter_context(popen_in_own_group(
+            [PYTHON, "-m", "paddle.distributed.launch", "--nnodes", "2", "--master",
+             f"127.0.0.1:{port}", "--nproc_per_node", "1", "--log_dir", str(tmp_path / f"log{node}"),
+             "dist_train/train.py", "-c", cfg, "-o", f"run.dir={run}"],
+            env=helpers.child_env(DIST_TRAIN_SHM_ALLREDUCE="0"))) for node in range(2)]
         outputs = [p.communicate(timeout=300)[0] for p in procs]
-    finally:  # a hung node must not leave trainers behind
-        for p in procs:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     if any(p.returncode for p in procs):
         raise AssertionError("\n".join(outputs[i][-3000:] + worker_logs(str(tmp_path / f"log{i}"))
                                        for i in range(2)))

@@ -1,11 +1,10 @@
 """launch.sh: device counting, the exact launch command (--dry-run) and rejected flags."""
 import os
 import shlex
-import subprocess
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, run_in_own_group
 
 
 def run_launch(args, **env):
@@ -13,8 +12,7 @@ def run_launch(args, **env):
     for key, value in env.items():
         if value is None:
             full_env.pop(key)
-    return subprocess.run([os.path.join(REPO, "launch.sh"), *args], capture_output=True, text=True,
-                          cwd=REPO, env=full_env, timeout=120)
+    return run_in_own_group([os.path.join(REPO, "launch.sh"), *args], 120, REPO, full_env)
 
 
 def dry_run(args, **env):
