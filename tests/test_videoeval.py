@@ -117,6 +117,7 @@ def test_protocol_matches_a_direct_computation(fx, tmp_path):
     assert_videos_differ(probs, 1e-6)
 
 
+@pytest.mark.multiproc
 def test_two_ranks_equal_one_rank(fx, tmp_path):
     common = ["dist_train/evaluate.py", "-c", fx["config"], "--weights", fx["weights"]]
     run_cli([*common, "-o", f"run.dir={tmp_path / 'one'}"])
@@ -195,6 +196,7 @@ def _list_with_broken_video(fx, tmp_path):
     return {key: str(list_path) for key in ("data.test_list", "data.train_list", "data.val_list")}
 
 
+@pytest.mark.multiproc
 def test_unreadable_video_on_one_rank_stops_every_rank_cleanly(fx, tmp_path):
     """The broken video is in rank 1's shard; rank 0 must not wait for it in the gather."""
     lists = _list_with_broken_video(fx, tmp_path)
