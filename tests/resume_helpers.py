@@ -124,14 +124,20 @@ def step_weights(run_dir, step=None):
     return {k: np.asarray(v) for k, v in restricted_load(path).items()}
 
 
-def max_weight_difference(run_a, run_b, step=None):
-    """max |a - b| / (1 + |a|) over every tensor of the weights after ``step`` (default: the
-    final weights): absolute for small values, relative for large ones (BN running variances
-    reach ~100, where float32 steps by ~1e-5)."""
-    a, b = step_weights(run_a, step), step_weights(run_b, step)
-    assert a.keys() == b.keys() and len(a) > 30
+def relative_difference(a, b):
+    """max |a - b| / (1 + |a|) over the tensors of two weight dicts (same keys): absolute for
+    small values, relative for large ones (BN running variances reach ~100, where float32 steps
+    by ~1e-5). The one comparator of weights in the tests (bitwise: assert_bitwise_equal_weights)."""
+    assert a.keys() == b.keys() and a
     return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]) / (1 + np.abs(a[k]))))
                for k in a)
+
+
+def max_weight_difference(run_a, run_b, step=None):
+    """relative_difference of two runs' weights after ``step`` (default: the final weights)."""
+    a, b = step_weights(run_a, step), step_weights(run_b, step)
+    assert len(a) > 30
+    return relative_difference(a, b)
 
 
 def assert_equivalent_runs(reference, other, first_step):

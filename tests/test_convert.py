@@ -19,9 +19,9 @@ from dist_train.models.convert import (StateDictMismatch, convert_checkpoint,  #
                                        converted_model_logits, meta_path_for,
                                        verification_input)
 from dist_train.safeload import restricted_load  # noqa: E402
+from helpers import REPO  # noqa: E402
 
 pytestmark = pytest.mark.torch
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_cli(relpath):

@@ -8,6 +8,7 @@ import pytest
 
 from dist_train.data import readers
 from dist_train.data.readers import BadSampleError, FrameFolderReader
+from data_helpers import textured
 
 pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 / OpenCV 4.11 (leg 2)
 
@@ -19,12 +20,6 @@ def write_video(root, video, frames):
     os.makedirs(folder, exist_ok=True)
     for i, rgb in enumerate(frames):
         assert cv2.imwrite(os.path.join(folder, PNG.format(i + 1)), rgb[..., ::-1])
-
-
-def textured(n, height, width, seed):
-    rng = np.random.default_rng(seed)
-    ramp = np.linspace(0, 100, width, dtype=np.float32)[None, None, :, None]
-    return (rng.integers(0, 150, (n, height, width, 3)) + ramp).astype(np.uint8)
 
 
 @pytest.fixture()

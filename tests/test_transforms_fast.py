@@ -8,16 +8,9 @@ import pytest
 from dist_train.data import sampling, transforms
 from dist_train.data.datasets import TrainClipDataset
 from dist_train.data.lists import ListEntry
+from data_helpers import textured
 
 pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)
-
-
-def textured(count, height, width, seed=0):
-    """Noise on a diagonal ramp, lightly blurred: every pixel differs from its neighbours."""
-    rng = np.random.default_rng(seed)
-    ramp = (np.arange(height)[:, None] + 2 * np.arange(width)[None, :]) % 180
-    frames = rng.integers(0, 76, (count, height, width, 3)) + ramp[None, :, :, None]
-    return np.stack([cv2.GaussianBlur(f.astype(np.uint8), (3, 3), 0.8) for f in frames])
 
 
 def reference_clip(frames, box, size, flip):

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import yaml
 
+from data_helpers import write_avi
 from dist_train.data.lists import ListEntry, write_list
 from dist_train.data.readers import count_decoded_frames
 
@@ -33,16 +34,7 @@ def _frames(rng, length):
     return np.stack(frames).astype(np.uint8)
 
 
-def write_avi(path, frames):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 25, (WIDTH, HEIGHT))
-    assert writer.isOpened(), path
-    for rgb in frames:
-        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    writer.release()
-
-
-def tiny_config(root, run_dir, list_path, source="video", **extra):
+def eval_config(root, run_dir, list_path, source="video", **extra):
     cfg = {
         "run": {"dir": run_dir},
         "model": {"name": "resnet-10", "num_classes": len(CLASSES), "width_mult": 0.125,
@@ -75,7 +67,7 @@ def make_fixture(base):
         entries.append(ListEntry(f"{class_name}/{name}", length, CLASSES.index(class_name)))
     list_path = os.path.join(base, "test_list.txt")
     write_list(list_path, entries)
-    cfg_dict = tiny_config(root, os.path.join(base, "run"), list_path)
+    cfg_dict = eval_config(root, os.path.join(base, "run"), list_path)
     cfg_path = os.path.join(base, "config.yaml")
     with open(cfg_path, "w") as f:
         yaml.safe_dump(cfg_dict, f)
