@@ -34,7 +34,8 @@ def load_cli(relpath):
 
 def paddle_logits(dst, x):
     meta = json.load(open(meta_path_for(dst)))
-    model = build_model(meta["model"], meta["num_classes"], shortcut=meta["shortcut"])
+    options = {"shortcut": meta["shortcut"]} if meta["shortcut"] else {}
+    model = build_model(meta["model"], meta["num_classes"], **options)
     model.set_state_dict(restricted_load(dst))
     model.eval()
     with paddle.no_grad():
@@ -53,26 +54,35 @@ def assert_close_relative(got, want, rel=1e-4):
     assert np.abs(got - want).max() <= rel * scale, (np.abs(got - want).max(), scale)
 
 
-# (model, shortcut, file name, key prefix, num_batches_tracked, legacy non-zip file)
+# (model, shortcut, file name, key prefix, num_batches_tracked, legacy non-zip file, input
+# [N, 3, T, H, W]). At 8x32x32 layer3/4 have temporal size 1; resnet-18 B runs at the
+# networks' real 16x112x112, DenseNet needs T >= 16 (its three transitions halve T).
 CASES = [
-    ("resnet-18", "A", "resnet-18-kinetics.pth", "module.module.", False, True),
-    ("resnet-18", "B", "r3d18_K_200ep.pth", "", True, False),
-    ("resnet-50", "B", "resnet-50-kinetics.pth", "module.", False, False),
-    ("resnext-101", "B", "resnext-101-kinetics.pth", "", True, False),
+    ("resnet-18", "A", "resnet-18-kinetics.pth", "module.module.", False, True, (2, 8, 32)),
+    ("resnet-18", "B", "r3d18_K_200ep.pth", "", True, False, (1, 16, 112)),
+    ("resnet-50", "B", "resnet-50-kinetics.pth", "module.", False, False, (2, 8, 32)),
+    ("resnext-101", "B", "resnext-101-kinetics.pth", "", True, False, (2, 8, 32)),
+    ("preresnet-18", "A", "preresnet-18-kinetics.pth", "module.", False, True, (2, 8, 32)),
+    ("preresnet-50", "B", "preresnet-50-kinetics.pth", "module.", False, False, (2, 8, 32)),
+    ("wideresnet-50", "B", "wideresnet-50-kinetics.pth", "module.", False, False, (2, 8, 32)),
+    ("densenet-121", None, "densenet-121-kinetics.pth", "module.", False, True, (2, 16, 32)),
 ]
 
 
-@pytest.mark.parametrize("name,shortcut,filename,prefix,nbt,legacy", CASES)
-def test_converted_logits_match_pytorch(tmp_path, name, shortcut, filename, prefix, nbt, legacy):
+@pytest.mark.parametrize("name,shortcut,filename,prefix,nbt,legacy,size", CASES)
+def test_converted_logits_match_pytorch(tmp_path, name, shortcut, filename, prefix, nbt, legacy,
+                                        size):
     torch.manual_seed(0)
-    net = randomize_batch_norm(twin(name, shortcut, num_classes=400), seed=1)
+    net = randomize_batch_norm(twin(name, shortcut or "B", num_classes=400), seed=1)
     src = tmp_path / filename
     save_like_released(net, src, prefix, nbt, legacy, arch=name)
     meta = convert_checkpoint(src, tmp_path / "out.pdparams", name)  # shortcut read from file
     assert meta["shortcut"] == shortcut and meta["num_classes"] == 400
-    paddle_keys = build_model(name, 400, shortcut=shortcut).state_dict()
+    options = {"shortcut": shortcut} if shortcut else {}
+    paddle_keys = build_model(name, 400, **options).state_dict()
     assert meta["converted_keys"] == len(paddle_keys)
-    x = np.random.RandomState(3).standard_normal((2, 3, 8, 32, 32)).astype(np.float32)
+    batch, frames, side = size
+    x = np.random.RandomState(3).standard_normal((batch, 3, frames, side, side)).astype(np.float32)
     assert_close_relative(paddle_logits(meta["dst"], x), torch_logits(net, x))
 
 
