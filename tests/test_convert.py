@@ -16,8 +16,8 @@ from torch_twins import randomize_batch_norm, save_like_released, twin  # noqa: 
 
 from dist_train.models import build_model  # noqa: E402
 from dist_train.models.convert import (StateDictMismatch, convert_checkpoint,  # noqa: E402
-                                       converted_model_logits, meta_path_for,
-                                       verification_input)
+                                       converted_model_logits, infer_shortcut, meta_path_for,
+                                       rename_torch_keys, verification_input)
 from dist_train.safeload import restricted_load  # noqa: E402
 from helpers import REPO  # noqa: E402
 
@@ -84,6 +84,35 @@ def test_converted_logits_match_pytorch(tmp_path, name, shortcut, filename, pref
     batch, frames, side = size
     x = np.random.RandomState(3).standard_normal((batch, 3, frames, side, side)).astype(np.float32)
     assert_close_relative(paddle_logits(meta["dst"], x), torch_logits(net, x))
+
+
+def test_manifest_matches_the_twins_and_the_converter_consumes_exactly_its_keys():
+    """tests/manifests/released_checkpoint_keys.json (derived from the reference code's module
+    structure, with the released files' quirks; see tests/make_converter_manifest.py): the twins
+    still produce it, and the converter turns exactly its keys into exactly the Paddle model's
+    keys and shapes."""
+    from make_converter_manifest import OUT, RELEASED, released_keys
+
+    with open(OUT) as f:
+        manifest = json.load(f)
+    assert set(manifest["files"]) == set(RELEASED) and "DERIVED" in manifest["derived"]
+    for name, entry in manifest["files"].items():
+        keys = entry["keys"]
+        assert released_keys(entry["model"], entry["shortcut"]) == keys, name
+        assert all(k.startswith("module.") and not k.endswith("num_batches_tracked") for k in keys)
+        renamed = rename_torch_keys({k: tuple(shape) for k, shape in keys.items()})
+        assert len(renamed) == len(keys), name  # nothing dropped, nothing merged
+        options = {"shortcut": entry["shortcut"]} if entry["shortcut"] else {}
+        with paddle.LazyGuard():
+            model = build_model(entry["model"], entry["num_classes"], **options)
+        linear = {f"{n}.weight" for n, layer in model.named_sublayers()
+                  if isinstance(layer, paddle.nn.Linear)}
+        got = {k: list(shape)[::-1] if k in linear else list(shape) for k, shape in renamed.items()}
+        assert got == {k: list(v.shape) for k, v in model.state_dict().items()}, name
+        if entry["shortcut"]:
+            assert infer_shortcut(renamed) == entry["shortcut"], name
+    dense = manifest["files"]["densenet-121-kinetics.pth"]["keys"]
+    assert "module.features.denseblock1.denselayer1.norm.1.running_mean" in dense
 
 
 def test_cli_verify_prints_logits_matching_pytorch(tmp_path, capsys):

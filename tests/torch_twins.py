@@ -240,6 +240,8 @@ def twin(name, shortcut="B", num_classes=400):
         return ResNet(PreActBasicBlock, [2, 2, 2, 2], shortcut, num_classes)
     if name == "preresnet-50":
         return ResNet(PreActBottleneck, [3, 4, 6, 3], shortcut, num_classes)
+    if name == "preresnet-200":
+        return ResNet(PreActBottleneck, [3, 24, 36, 3], shortcut, num_classes)
     if name == "wideresnet-50":  # k = 2
         return ResNet(WideBottleneck, [3, 4, 6, 3], shortcut, num_classes, (128, 256, 512, 1024))
     if name == "densenet-121":
