@@ -11,13 +11,16 @@
 #   --log_dir DIR          launcher + per-worker logs (default: <run.dir>/launch_logs)
 #   --devices LIST         GPUs to use (default: all visible, honouring CUDA_VISIBLE_DEVICES)
 #   --nproc N              CPU only: processes per node (default: min(2, cores))
-#   --cpu                  ignore GPUs and train on the CPU
+#   --cpu                  ignore GPUs and train on the CPU (also: DIST_TRAIN_GPUS=0, or
+#                          CUDA_VISIBLE_DEVICES set to an empty list)
 #   --resume auto|none|PATH  (default: auto: continue the newest complete checkpoint of run.dir)
 #   --weights PATH         initial weights (ignored when resuming)
 #   --accept-config-change continue a run directory whose saved config differs
 #   --debug                one process without the launcher (train.py --debug)
 #   --max-restarts N       relaunch a failed job up to N times, resuming (default 3; see below)
 #   --dry-run              print the exact launch command and exit
+#   --round-batch          round train.batch_size up to a multiple of the processes x
+#                          train.accum_steps (the demo: any GPU count; train.lr_base_batch scales lr)
 # Environment: DIST_TRAIN_VENV (virtual environment, default <repo>/.venv), DIST_TRAIN_GPUS
 # (GPU count, overriding detection), DIST_TRAIN_SKIP_SETUP=1 (do not call scripts/setup.sh).
 # Unknown options are errors: paddle.distributed.launch silently falls back to its legacy
@@ -35,7 +38,7 @@ if [[ $# -eq 0 || " $* " == *" --quick "* ]]; then exec "$REPO/scripts/demo.sh" 
 
 CONFIG="" ; OVERRIDES=() ; TRAIN_ARGS=() ; LAUNCH_ARGS=()
 LOG_DIR="" ; DEVICES="" ; NPROC="" ; FORCE_CPU=0 ; RESUME="auto" ; DEBUG=0 ; DRY_RUN=0
-MAX_RESTARTS=3
+MAX_RESTARTS=3 ROUND_BATCH=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --nnodes) need_value "$@"; [[ "$2" =~ ^[0-9]+(:[0-9]+)?$ ]] || die "--nnodes expects N, got '$2'"
@@ -54,9 +57,10 @@ while [[ $# -gt 0 ]]; do
     --max-restarts) need_value "$@"; [[ "$2" =~ ^[0-9]+$ ]] || die "--max-restarts expects an integer"
                     MAX_RESTARTS="$2"; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
+    --round-batch) ROUND_BATCH=1; shift ;;
     -o) need_value "$@"; [[ "$2" == *=* ]] || die "-o expects key=value, got '$2'"
         OVERRIDES+=(-o "$2"); shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     -*) die "unknown option '$1' (see ./launch.sh --help)" ;;
     *=*) OVERRIDES+=(-o "$1"); shift ;;
     *) [[ -z "$CONFIG" ]] || die "two configs given ('$CONFIG' and '$1'); overrides are key=value"
@@ -87,16 +91,34 @@ count_gpus() {
 }
 
 TRAIN=("$REPO/dist_train/train.py" -c "$CONFIG" "${OVERRIDES[@]}" --resume "$RESUME" "${TRAIN_ARGS[@]}")
+# A CPU run: --cpu, DIST_TRAIN_GPUS=0, or a CUDA_VISIBLE_DEVICES that is set but lists nothing.
+if [[ "${DIST_TRAIN_GPUS:-}" == 0 || ( -n "${CUDA_VISIBLE_DEVICES+set}" && -z "${CUDA_VISIBLE_DEVICES// /}" ) ]]; then
+  FORCE_CPU=1
+fi
+# On the CPU the trainers see no GPU (CUDA_VISIBLE_DEVICES empty) and set the CPU device
+# (DIST_TRAIN_DEVICE); the launcher runs through dist_train.dist.cpu_launch, because Paddle's own
+# would put a GPU build's processes on the GPUs whatever CUDA_VISIBLE_DEVICES says.
+CPU_ENV=(CUDA_VISIBLE_DEVICES= DIST_TRAIN_DEVICE=cpu)
 if [[ "$DEBUG" == 1 ]]; then
   CMD=("$PY" "${TRAIN[@]}" --debug)
-  [[ "$FORCE_CPU" == 0 ]] || CMD=(env CUDA_VISIBLE_DEVICES= "${CMD[@]}")
+  [[ "$FORCE_CPU" == 0 ]] || CMD=(env "${CPU_ENV[@]}" "${CMD[@]}")
 else
   GPUS=0; [[ "$FORCE_CPU" == 1 ]] || GPUS="$(count_gpus)"
+  if [[ "$GPUS" == 0 && "$FORCE_CPU" == 0 ]] && command -v nvidia-smi >/dev/null 2>&1 \
+      && nvidia-smi -L >/dev/null 2>&1; then
+    echo "launch.sh: warning: nvidia-smi lists GPUs but the Paddle of ${PY%/bin/python} counts none" \
+         "(a CPU build? run scripts/setup.sh; --cpu trains on the CPU on purpose); training on the CPU" >&2
+  fi
   if [[ "$GPUS" -gt 0 ]]; then
     if [[ -z "$DEVICES" ]]; then
       # --devices takes labels of CUDA_VISIBLE_DEVICES when it is set, else 0..N-1.
       if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then DEVICES="$CUDA_VISIBLE_DEVICES"
       else DEVICES="$(seq -s, 0 $((GPUS - 1)))"; fi
+    elif [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then  # Paddle's launcher would die on a ValueError
+      for d in ${DEVICES//,/ }; do
+        [[ ",${CUDA_VISIBLE_DEVICES// /}," == *",$d,"* ]] || die "--devices $DEVICES: '$d' is not \
+in CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES (--devices takes its entries, e.g. --devices ${CUDA_VISIBLE_DEVICES%%,*})"
+      done
     fi
     CMD=("$PY" -m paddle.distributed.launch --devices "$DEVICES" "${LAUNCH_ARGS[@]}"
          --log_dir "$LOG_DIR" "${TRAIN[@]}")
@@ -105,10 +127,31 @@ else
     CORES="$(nproc 2>/dev/null || echo 1)"
     NPROC="${NPROC:-$(( CORES < 2 ? CORES : 2 ))}"
     THREADS="${OMP_NUM_THREADS:-$(( CORES / NPROC > 0 ? CORES / NPROC : 1 ))}"
-    # CUDA_VISIBLE_DEVICES would make the launcher look for GPUs.
-    CMD=(env -u CUDA_VISIBLE_DEVICES OMP_NUM_THREADS="$THREADS" "$PY" -m paddle.distributed.launch
+    CMD=(env "${CPU_ENV[@]}" OMP_NUM_THREADS="$THREADS" "$PY" -m dist_train.dist.cpu_launch
          --nproc_per_node "$NPROC" "${LAUNCH_ARGS[@]}" --log_dir "$LOG_DIR" "${TRAIN[@]}")
   fi
+fi
+
+if [[ "$ROUND_BATCH" == 1 ]]; then
+  PER_NODE=1 NODES=1
+  if [[ "$DEBUG" == 0 ]]; then
+    if [[ "$GPUS" -gt 0 ]]; then PER_NODE="$(tr ',' '\n' <<< "$DEVICES" | grep -c .)"; else PER_NODE="$NPROC"; fi
+  fi
+  for i in "${!LAUNCH_ARGS[@]}"; do
+    if [[ "${LAUNCH_ARGS[$i]}" == --nnodes ]]; then NODES="${LAUNCH_ARGS[$((i + 1))]%%:*}"; fi
+  done
+  # Prints the rounded batch (nothing when it already divides) and says so on stderr.
+  BATCH="$("$PY" -c 'import sys
+from dist_train.config import load_config
+world, cfg = int(sys.argv[1]), load_config(sys.argv[2], sys.argv[3:][1::2])
+batch, accum, lr, base = (cfg[k] for k in ("train.batch_size", "train.accum_steps", "train.lr", "train.lr_base_batch"))
+rounded = -(-batch // (world * accum)) * world * accum
+if rounded != batch:
+    scaled = f"lr {lr:g} x {rounded}/{base}" if base else "lr unchanged (train.lr_base_batch is not set)"
+    print(f"launch.sh: train.batch_size {batch} -> {rounded}: a multiple of {world} processes x "
+          f"{accum} accumulation steps; {scaled}", file=sys.stderr)
+    print(rounded)' "$(( PER_NODE * NODES ))" "$CONFIG" "${OVERRIDES[@]}")" || exit 2
+  if [[ -n "$BATCH" ]]; then CMD+=(-o "train.batch_size=$BATCH"); fi
 fi
 
 if [[ "$DRY_RUN" == 1 ]]; then

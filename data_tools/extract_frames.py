@@ -11,13 +11,15 @@ from dist_train.data.prepare.extract import extract_all
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--src", required=True, help="video root with one folder per class")
+    parser.add_argument("--src", required=True, help="video root: one folder per class, or "
+                        "videos directly in it (a flat Kinetics copy), or both")
     parser.add_argument("--dst", required=True, help="frame root to write")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--short-side", type=int, default=None,
                         help="resize frames so the short side has this size (default: keep)")
     parser.add_argument("--template", default="img_{:05d}.jpg", help="frame file name template")
-    parser.add_argument("--ext", default=".avi", help="video file extension")
+    parser.add_argument("--ext", default=".avi", help="video file extension(s), e.g. "
+                        "'.mp4,.webm,.mkv' for Kinetics")
     parser.add_argument("--tolerate-missing-frames", type=int, default=0,
                         help="accept videos decoding up to N frames fewer than declared")
     args = parser.parse_args(argv)

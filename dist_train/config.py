@@ -52,18 +52,20 @@ SCHEMA: dict[str, Key] = {
     "model.std": Key("list[float]", None, "per-channel std in 0-255 units, null = no division (custom)", None, True),
     "model.sync_bn": Key("bool", True, "synchronise BatchNorm statistics across ranks"),
     "model.data_format": Key("str", "NCDHW", "activation layout inside the network", ("NCDHW", "NDHWC")),
-    "model.pretrained": Key("path", None, "weights to start from (.pdparams, e.g. converted Kinetics weights)", None, True),
+    "model.pretrained": Key("path", None, "weights to start from: .pdparams (e.g. converted Kinetics weights), or this project's checkpoint, run or export directory (new head when the class count differs)", None, True),
+    "model.adopt_pretrained": Key("bool", True, "take model.name, network options and normalisation from model.pretrained/--weights when they record them (this project's checkpoint, run or export directory, converted weights); a config value other than the default that differs is an error. false: every one must equal the config's"),
     "model.ft_begin_module": Key("str", None, "train only from this module on (e.g. layer4); null = all", None, True),
     "model.pretrained_lr_mult": Key("float", 1.0, "lr multiplier for parameters loaded from model.pretrained"),
     "model.freeze_bn": Key("bool", False, "keep BatchNorm statistics and affine parameters frozen"),
     # --- data ---
-    "data.root": Key("path", "data/synthetic/frames", "root of frame folders, raw videos or the packed store"),
-    "data.source": Key("str", "frames", "where clips come from", ("frames", "video", "packed")),
+    "data.root": Key("path", "data/synthetic/frames", "root of frame folders, raw videos, the packed store or the JPEG store"),
+    "data.source": Key("str", "frames", "where clips come from (packed: uint8 store of data_tools/pack_clips.py; jpeg_store: compressed store of data_tools/prepare_jpeg_store.py)", ("frames", "video", "packed", "jpeg_store")),
     "data.frame_template": Key("str", "img_{:05d}.jpg", "file name of frame i (1-based) inside a video folder"),
-    "data.video_ext": Key("str", ".avi", "file extension of raw videos (data.source: video)"),
+    "data.video_ext": Key("str", ".avi", "file extension of raw videos (data.source: video; '' when the list paths carry it, as generated Kinetics and own-folder lists do)"),
     "data.train_list": Key("path", "data/synthetic/lists/ucf101_train_split1.txt", "training list"),
     "data.val_list": Key("path", "data/synthetic/lists/ucf101_val_split1.txt", "validation list"),
     "data.test_list": Key("path", None, "list for video-level evaluation (null = data.val_list)", None, True),
+    "data.class_index": Key("path", None, "class names, one per line (line 1 = label 0; null = the classes.txt beside the train, val or test list, else each label's class folder)", None, True),
     "data.clip_len": Key("int", 16, "frames per clip (T)"),
     "data.crop_size": Key("int", 112, "spatial side of a clip (H = W)"),
     "data.temporal_stride": Key("int", 1, "take every s-th frame; a clip spans T*s frames"),
@@ -115,6 +117,7 @@ SCHEMA: dict[str, Key] = {
     "val.batch_size": Key("int", 16, "validation clips per rank per batch"),
     "eval.batch_size": Key("int", 8, "video-level evaluation clips per rank per batch"),
     "eval.topk": Key("int", 5, "predictions kept per video in the report"),
+    "eval.protocol": Key("str", "paper", "video-level clips: paper (non-overlapping clips covering each video, data.test_crops crops; the paper's numbers) or 10x3 (10 evenly spaced clips x 3 crops, the common Kinetics protocol)", ("paper", "10x3")),
     # --- checkpoints ---
     "ckpt.every_epochs": Key("int", 1, "save a checkpoint every N epochs (0 = off)"),
     "ckpt.every_steps": Key("int", 0, "save a checkpoint every N optimizer steps (0 = off)"),
@@ -122,6 +125,8 @@ SCHEMA: dict[str, Key] = {
     # --- logging ---
     "log.every_steps": Key("int", 10, "log a training line every N optimizer steps"),
     "log.visualdl": Key("bool", True, "write VisualDL scalars under <run.dir>/vdl"),
+    "log.curves": Key("bool", True, "rank 0 redraws <run.dir>/curves.png (+ curves.json) after "
+                      "each validation and at the end, in a child process"),
     # --- export ---
     "export.at_end": Key("bool", True, "export the best model at the end of training"),
     "export.format": Key("str", "auto", "inference format: pir (.json, Paddle 3), legacy (.pdmodel, "

@@ -1,10 +1,11 @@
 """Video-level evaluation (the paper's protocol): every non-overlapping clip of each video,
 softmax averaged per video. Single process or under ``python -m paddle.distributed.launch``.
+``-o eval.protocol=10x3`` takes 10 evenly spaced clips x 3 crops instead (common on Kinetics).
 
     python dist_train/evaluate.py -c CONFIG --weights PATH [-o key=value ...] [--crops 1|3]
 
 PATH is a .pdparams weights file or a checkpoint directory. Writes <run.dir>/eval/report.json,
-confusion_matrix.csv/.png and video_probs.npz (or into --out-dir).
+confusion_matrix.csv/.png, per_class_accuracy.png and video_probs.npz (or into --out-dir).
 """
 from __future__ import annotations
 
@@ -26,13 +27,15 @@ def parse_args(argv=None):
     parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, repeatable (e.g. -o eval.batch_size=16)")
     parser.add_argument("--crops", type=int, choices=(1, 3),
-                        help="spatial crops per clip (default: data.test_crops)")
+                        help="spatial crops per clip (default: data.test_crops; eval.protocol "
+                        "paper only, 10x3 always takes 3)")
     parser.add_argument("--out-dir", help="where to write the report (default <run.dir>/eval)")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    import dist_train  # noqa: F401  (before Paddle: the report's PNGs need zlib loaded first, see compat.py)
     import paddle
 
     from dist_train import cpu_memory, dist
@@ -45,6 +48,9 @@ def main(argv=None) -> int:
     try:
         cfg = load_config(args.config, args.override)
         if args.crops is not None:
+            if cfg["eval.protocol"] != "paper" and args.crops != 3:
+                raise ConfigError(f"--crops {args.crops}: eval.protocol {cfg['eval.protocol']} "
+                                  "always takes 3 crops (--crops applies to eval.protocol paper)")
             cfg = cfg.replace(**{"data.test_crops": args.crops})
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -7,7 +7,8 @@
 #   1. set-up (scripts/setup.sh; skipped with DIST_TRAIN_SKIP_SETUP=1)
 #   2. synthetic UCF-101-layout dataset (data_tools/make_synthetic.py), if DATA/synthetic.json is missing
 #   3. frame extraction + split lists (extract_frames.py, build_lists.py), if the lists are missing
-#   4. distributed training on every local device through ./launch.sh configs/demo.yaml
+#   4. distributed training on every local device through ./launch.sh configs/demo.yaml (global
+#      batch rounded up to a multiple of the device count, lr scaled with it)
 #      (--resume auto: a finished run says "nothing to do"); it exports the best model at the end
 #   5. video-level evaluation (dist_train/evaluate.py: every non-overlapping clip of each test video)
 #   6. export (dist_train/export.py), only if training did not leave <run.dir>/export
@@ -75,7 +76,9 @@ else
 fi
 
 stage "4/8 training (resume auto; a finished run is not trained again)"
-DIST_TRAIN_SKIP_SETUP=1 "$REPO/launch.sh" "$CONFIG" "${OVERRIDES[@]}"
+# --round-batch: on 3, 5, 6, 7 ... GPUs the global batch 16 is rounded up to a multiple of the
+# GPU count (train.lr_base_batch in the config scales the lr with it).
+DIST_TRAIN_SKIP_SETUP=1 "$REPO/launch.sh" --round-batch "$CONFIG" "${OVERRIDES[@]}"
 BEST="$(cat "$RUN/checkpoints/best" 2>/dev/null || cat "$RUN/checkpoints/latest")"
 WEIGHTS="$RUN/checkpoints/$BEST"
 echo "best checkpoint: $WEIGHTS"

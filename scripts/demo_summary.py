@@ -1,4 +1,5 @@
-"""Print the demo's summary: video-level top-1, where its files are, held-out predictions.
+"""Print the demo's summary: video-level top-1, where its files and pictures are, held-out
+predictions.
 
     python scripts/demo_summary.py --run runs/demo --data data/synthetic [--seconds N]
 
@@ -58,12 +59,15 @@ def summary_lines(run_dir: str, data_dir: str, seconds: float | None) -> list[st
         f"run directory:    {run_dir}",
         f"report:           {os.path.join(eval_dir, 'report.json')}",
         f"confusion matrix: {os.path.join(eval_dir, 'confusion_matrix.png')} (and .csv)",
+        f"per-class chart:  {os.path.join(eval_dir, 'per_class_accuracy.png')}",
+        f"training curves:  {os.path.join(run_dir, 'curves.png')} (series in curves.json)",
         f"exported model:   {os.path.join(run_dir, 'export')}",
         f"held-out videos (in neither list): {correct}/{len(results)} correct",
     ]
     lines += [f"  {video}: true {truth}, predicted {pred} ({score:.3f})"
               for video, truth, pred, score in results]
     lines.append(f"VisualDL:         visualdl --logdir {os.path.join(run_dir, 'vdl')} --host 127.0.0.1")
+    lines.append(f"compare runs:     python scripts/plot_runs.py {run_dir} OTHER_RUN... --out runs.png")
     if seconds is not None:
         lines.append(f"demo time:        {seconds:.0f} s")
     return lines

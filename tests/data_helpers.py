@@ -48,3 +48,18 @@ def write_avi(path, frames, fourcc="MJPG", fps=25):
     for rgb in frames:
         writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     writer.release()
+
+
+def write_vfr_mkv(path, frames, pts, fps=25):
+    """Matroska of JPEG frames (raw MJPEG packets) shown at ``pts[i] / fps`` seconds: a
+    variable frame rate whenever the steps differ; the container still declares ``fps``."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(path, cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), fps,
+                             (width, height), [cv2.VIDEOWRITER_PROP_RAW_VIDEO, 1])
+    assert writer.isOpened(), path
+    for rgb, t in zip(frames, pts):
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        assert ok and writer.set(cv2.VIDEOWRITER_PROP_PTS, t)
+        writer.write(jpeg.reshape(1, -1))
+    writer.release()

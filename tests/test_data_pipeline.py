@@ -27,7 +27,8 @@ def data_cfg(**overrides):
            "data.temporal_stride": 1, "data.train_crop": "multiscale_corner",
            "data.scales": [1.0, 0.8408964, 0.7071068, 0.5946036, 0.5], "data.hflip": True,
            "data.eval_short_side": 40, "data.val_clips": 3, "data.test_crops": 1,
-           "data.num_workers": 0, "data.skip_bad_samples": False, "train.seed": 0}
+           "data.num_workers": 0, "data.skip_bad_samples": False, "train.seed": 0,
+           "eval.protocol": "paper"}
     cfg.update(overrides)
     return cfg
 

@@ -51,8 +51,16 @@ def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path):
     print(f"quick demo: video top-1 {match.group(1)} on {num_val} videos (chance 0.25)")
     assert re.search(r"^held-out videos \(in neither list\): [0-4]/4 correct$", out, flags=re.M)
     assert f"visualdl --logdir {run / 'vdl'} --host 127.0.0.1" in out
-    for path in (run, run / "eval" / "report.json", run / "eval" / "confusion_matrix.png", run / "export"):
+    for path in (run, run / "eval" / "report.json", run / "eval" / "confusion_matrix.png", run / "export",
+                 run / "eval" / "per_class_accuracy.png", run / "curves.png"):
         assert str(path) in out
+    # The pictures: curves of every epoch (2 processes), the per-class chart.
+    curves = json.loads((run / "curves.json").read_text())
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in rows if r["kind"] == "epoch"]
+    assert curves["epoch_ends"] == [r["global_step"] for r in epochs] and len(epochs) == 4
+    assert "sync_wait" in curves["series"] and (run / "curves.png").stat().st_size > 0
+    assert (run / "eval" / "per_class_accuracy.png").stat().st_size > 0
     # A second run reuses the data, does not train again, and reuses the export.
     assert "nothing to do" not in out
     again = run_quick_demo(data, run)  # the launcher echoes rank 0's log

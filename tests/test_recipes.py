@@ -4,6 +4,7 @@ UCF-101-layout fixture."""
 import os
 import re
 import shlex
+import socket
 
 import pytest
 
@@ -59,6 +60,57 @@ EXPECTED = {
         f"{LAUNCH} --devices {EIGHT} --log_dir {REPO}/runs/r3d18_kinetics_finetune_ucf101/launch_logs "
         f"{TRAIN} -c {FINETUNE} -o model.pretrained=data/pretrained/resnet-18-kinetics.pdparams --resume auto",
 }
+# Kinetics-400 pretraining, evaluation, fine-tuning from your run and the reproduction script
+# (tests/test_recipes_kinetics.py covers the multi-node and Slurm variants in detail).
+R50 = f"{REPO}/configs/r3d50_kinetics400.yaml"
+R50_LOGS = f"{REPO}/runs/r3d50_kinetics400/launch_logs"
+HOST = socket.gethostname()  # multi-node Kinetics recipes: one log folder per node
+R18_FT = f"{REPO}/configs/r3d18_kinetics_finetune_ucf101.yaml"
+SMOKE = "runs/reproduce_ucf101_smoke"
+SMOKE_KEYS = (f"data.root={SMOKE}/data/frames data.train_list={SMOKE}/data/lists/ucf101_train_split1.txt "
+              f"data.val_list={SMOKE}/data/lists/ucf101_val_split1.txt model.num_classes=4 data.clip_len=8 "
+              "data.crop_size=32 data.val_clips=1 data.num_workers=0 train.epochs=1 train.batch_size=8 "
+              "val.batch_size=8 eval.batch_size=8 log.every_steps=1 log.visualdl=false ckpt.keep_last=1")
+
+
+def _reproduce(pth, run, launch_opts="", keys="", smoke=""):
+    keys = f"model.pretrained={pth[:-4]}.pdparams run.dir={run} export.at_end=false" + keys
+    o_keys = " ".join(f"-o {kv}" for kv in keys.split())
+    return (f"{PY} data_tools/convert_pretrained.py --src {pth} --dst {pth[:-4]}.pdparams --model resnet-18\n"
+            f"{REPO}/launch.sh {launch_opts}{R18_FT} {keys}\n"
+            f"{PY} dist_train/evaluate.py -c {R18_FT} {o_keys} --weights {run} --out-dir {run}/eval\n"
+            f"{PY} scripts/reproduce_lib.py verdict --report {run}/eval/report.json --paper 0.844 "
+            f"--tolerance 0.03{smoke}")
+
+
+EXPECTED.update({
+    "./scripts/train_kinetics400_8gpu.sh":
+        f"{LAUNCH} --devices {EIGHT} --log_dir {R50_LOGS} {TRAIN} -c {R50} --resume auto",
+    "MASTER=10.0.0.1:6170 ./scripts/train_kinetics400_2nodes.sh":
+        f"{LAUNCH} --devices {EIGHT} --nnodes 2 --master 10.0.0.1:6170 --log_dir {R50_LOGS}/{HOST} {TRAIN} "
+        f"-c {R50} -o train.batch_size=256 -o sched.warmup_epochs=5 --resume auto",
+    "MASTER=10.0.0.1:6170 ./scripts/train_kinetics400_4nodes.sh":
+        f"{LAUNCH} --devices {EIGHT} --nnodes 4 --master 10.0.0.1:6170 --log_dir {R50_LOGS}/{HOST} {TRAIN} "
+        f"-c {R50} -o train.batch_size=512 -o sched.warmup_epochs=5 --resume auto",
+    "./scripts/evaluate_kinetics400.sh":
+        f"{PY} {REPO}/dist_train/evaluate.py -c {R50} --weights {WEIGHTS}",
+    "./scripts/evaluate_kinetics400.sh -o eval.protocol=10x3":
+        f"{PY} {REPO}/dist_train/evaluate.py -c {R50} --weights {WEIGHTS} -o eval.protocol=10x3",
+    "./launch.sh configs/r3d50_kinetics400_finetune_ucf101.yaml":
+        f"{LAUNCH} --devices {EIGHT} --log_dir {REPO}/runs/r3d50_kinetics400_finetune_ucf101/launch_logs "
+        f"{TRAIN} -c configs/r3d50_kinetics400_finetune_ucf101.yaml --resume auto",
+    "./scripts/reproduce_ucf101.sh":
+        _reproduce("data/pretrained/resnet-18-kinetics.pth", "runs/reproduce_ucf101_r3d18"),
+    "./scripts/reproduce_ucf101.sh --smoke":
+        f"{PY} data_tools/make_synthetic.py --out {SMOKE}/data --classes 4 --videos-per-class 8 "
+        f"--height 32 --width 40 --min-frames 8 --max-frames 16\n"
+        f"{PY} data_tools/extract_frames.py --src {SMOKE}/data/UCF-101 --dst {SMOKE}/data/frames\n"
+        f"{PY} data_tools/build_lists.py --frames {SMOKE}/data/frames --splits {SMOKE}/data/ucfTrainTestlist "
+        f"--split 1 --out {SMOKE}/data/lists\n"
+        f"{PY} scripts/reproduce_lib.py stand-in --out {SMOKE}/pretrained/resnet-18-kinetics.pth\n"
+        + _reproduce(f"{SMOKE}/pretrained/resnet-18-kinetics.pth", f"{SMOKE}/run",
+                     "--cpu --nproc 1 --max-restarts 0 ", " " + SMOKE_KEYS, " --smoke"),
+})
 # Commands of the README that are not launch recipes (run for real elsewhere in the suite).
 NOT_DRY_RUN = {"./launch.sh", "./scripts/test.sh"}
 
@@ -109,10 +161,11 @@ def test_every_readme_launch_command_is_checked():
 def test_every_recipe_script_is_documented():
     text = readme_text()
     recipes = [f for f in os.listdir(os.path.join(REPO, "scripts"))
-               if re.match(r"(train|finetune|evaluate|export|predict)_.*\.sh$", f)]
-    assert len(recipes) >= 7
+               if re.match(r"(train|finetune|evaluate|export|predict|reproduce)_.*\.(sh|sbatch)$", f)]
+    assert len(recipes) >= 13
     for name in recipes:
-        assert f"./scripts/{name}" in text, f"scripts/{name} is not in the README"
+        needle = f"sbatch --nodes=4 scripts/{name}" if name.endswith(".sbatch") else f"./scripts/{name}"
+        assert needle in text, f"scripts/{name} is not in the README"
 
 
 @pytest.mark.parametrize("command", sorted(EXPECTED))
@@ -148,7 +201,8 @@ def test_evaluate_recipe_without_checkpoint_fails_clearly(tmp_path):
 
 
 def test_readme_data_tools_commands_on_a_tiny_fixture(tmp_path):
-    commands = readme_commands(("python data_tools/",))
+    # The UCF-101 walk-through (Kinetics, own-folder and store commands have their own tests).
+    commands = [c for c in readme_commands(("python data_tools/",)) if "data/ucf101/" in c]
     tools = [c.split()[1] for c in commands]
     assert tools == ["data_tools/extract_frames.py", "data_tools/build_lists.py",
                      "data_tools/verify_dataset.py", "data_tools/pack_clips.py"]

@@ -278,8 +278,8 @@ def test_sigterm_to_the_launcher_saves_at_the_agreed_step(data, tmp_path):
     env, tag = tagged_env()
     with launch_sh(cfg, str(run), env) as proc:
         wait_for_log_line(proc, run / "train.log", "epoch 1 step 1/2")
-        launcher = [p for p in psutil.Process(proc.pid).children()
-                    if "paddle.distributed.launch" in " ".join(p.cmdline())]
+        launcher = [p for p in psutil.Process(proc.pid).children()  # the CPU launch's launcher
+                    if "dist_train.dist.cpu_launch" in " ".join(p.cmdline())]
         assert len(launcher) == 1
         launcher[0].send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=120)[0]

@@ -26,8 +26,8 @@ def test_cpu_command_passes_multinode_flags_and_overrides(tmp_path):
     cmd = dry_run(["configs/demo.yaml", "train.lr=0.01", "-o", "train.seed=3", "--nnodes", "2",
                    "--master", "10.0.0.1:6170", "--log_dir", str(tmp_path / "logs")],
                   DIST_TRAIN_GPUS="0", OMP_NUM_THREADS=None)
-    launch_at = cmd.index("paddle.distributed.launch")
-    assert cmd[:3] == ["env", "-u", "CUDA_VISIBLE_DEVICES"]
+    launch_at = cmd.index("dist_train.dist.cpu_launch")
+    assert cmd[:3] == ["env", "CUDA_VISIBLE_DEVICES=", "DIST_TRAIN_DEVICE=cpu"]
     cores = os.cpu_count()
     assert f"OMP_NUM_THREADS={max(1, cores // min(2, cores))}" in cmd
     flags = cmd[launch_at + 1:cmd.index(os.path.join(REPO, "dist_train/train.py"))]

@@ -228,3 +228,46 @@ def test_evaluate_model_uses_eval_mode_and_restores_the_callers_mode(fx, tmp_pat
     again = evaluate_model(_cfg(fx), model, str(tmp_path / "b"))
     assert model.training
     assert [v["topk"] for v in again["videos"]] == [v["topk"] for v in reference["videos"]]
+
+
+def test_raw_video_evaluation_decodes_each_video_once(fx, tmp_path, monkeypatch):
+    """Every frame decode (grab) is counted, also in forked loader workers: each video costs its
+    frame count, in this process and with 2 workers (batches of 2 items and 3 crops cut the
+    videos' clips across batches), and both give the same report."""
+    import multiprocessing
+
+    import cv2
+
+    from dist_train.evaluation.video_level import evaluate_videos
+
+    paths = [os.path.join(fx["root"], c, name + ".avi") for c, name, _ in VIDEOS]
+    grabs = multiprocessing.Array("q", len(paths))
+    real_capture = cv2.VideoCapture
+
+    class CountingCapture:
+        def __init__(self, path, *args):
+            self._capture = real_capture(path, *args)
+            self._slot = paths.index(path)
+
+        def grab(self):
+            ok = self._capture.grab()
+            with grabs.get_lock():
+                grabs[self._slot] += ok
+            return ok
+
+        def __getattr__(self, name):  # retrieve, release, isOpened, get: not decodes
+            return getattr(self._capture, name)
+
+    monkeypatch.setattr(cv2, "VideoCapture", CountingCapture)
+    reports = []
+    for workers in (0, 2):
+        grabs[:] = [0] * len(paths)
+        cfg = _cfg(fx, **{"data.num_workers": workers, "eval.batch_size": 2,
+                          "data.test_crops": 3})
+        reports.append(evaluate_videos(cfg, fx["weights"], str(tmp_path / f"w{workers}")))
+        assert list(grabs) == [n for _, _, n in VIDEOS], workers
+    _, p0 = _eval_files(str(tmp_path / "w0"))
+    _, p2 = _eval_files(str(tmp_path / "w2"))
+    np.testing.assert_allclose(p0, p2, rtol=0, atol=1e-6)
+    assert reports[0]["num_items"] == reports[1]["num_items"] == 30
+    assert [v["num_clips"] for v in reports[1]["videos"]] == [math.ceil(n / 16) for _, _, n in VIDEOS]

@@ -4,12 +4,15 @@ Layout (FORMAT_VERSION 1)::
 
     <run_dir>/checkpoints/
         step_000123/          one checkpoint; the tag names the global step (see step_tag)
-            model.pdparams    paddle.save(model.state_dict()) of the UNWRAPPED network; sync-BN
+            model.pdparams    paddle.save(model.state_dict()) of the UNWRAPPED network, float32
+                              (AMP O2's float16/bfloat16 tensors cast once each); sync-BN
                               layers have the same keys as plain BN
             optimizer.pdopt   paddle.save(optimizer.state_dict()): accumulators keyed by Paddle
-                              parameter names, plus "LR_Scheduler" when a paddle LRScheduler is
-                              attached. Loading re-keys accumulators through the structured names
-                              recorded in state.json, so the model may be built in any order.
+                              parameter names (under O2 "<param>_fp32_master_0_velocity_0" and the
+                              float32 "master_weights"), plus "LR_Scheduler" when a paddle
+                              LRScheduler is attached. Loading reads it per structured name (the
+                              names recorded in state.json), so the model may be built in any
+                              order and under any AMP level (checkpoint/optimizer_state.py).
             scaler.json       {"enabled": bool, "state": GradScaler.state_dict()}; on CPU the
                               scaler is disabled and its state is {} (recorded as such)
             rng.npz           RNG states of EVERY rank, gathered to rank 0 (allow_pickle=False;
@@ -47,6 +50,9 @@ Modules (imports run one way: this package -> the four below -> layout.py):
     write.py        rank 0's temp-dir write + rename, pointers, pruning, fault injection
     find.py         which checkpoint to resume from (newest complete, or the named one)
     load.py         load_checkpoint (exact resume) and load_weights (fine-tuning)
+    optimizer_state.py  the optimizer state across AMP levels (fp32, O1, O2 master weights)
+    source.py       weights sources (checkpoint, run, export dir, file): the file and the network
+                    and normalisation they record (adopt_source_model)
     rng_state.py    every rank's RNG states, captured and restored
 """
 from __future__ import annotations
@@ -61,6 +67,7 @@ from dist_train.checkpoint.layout import (BEST_FILE, CKPT_DIR, FORMAT_VERSION, K
                                           STATE_FILE, TMP_PREFIX, CheckpointError, checkpoint_problem,
                                           checkpoints_dir, read_state, step_tag)
 from dist_train.checkpoint.load import load_checkpoint, load_weights
+from dist_train.checkpoint.source import adopt_source_model
 from dist_train.checkpoint.write import (FAULT_ENV, FAULT_POINTS, InjectedFault, check_train_state,
                                          inject_fault, prune_checkpoints, write_pointer)
 from dist_train.logs import get_logger
@@ -73,7 +80,7 @@ from dist_train.checkpoint.write import write_checkpoint_dir as _write_checkpoin
 __all__ = [
     "BEST_FILE", "CKPT_DIR", "FAULT_ENV", "FAULT_POINTS", "FORMAT_VERSION", "KNOWN_FORMAT_VERSIONS",
     "LATEST_FILE", "MODEL_FILE", "OPTIM_FILE", "RNG_FILE", "SCALER_FILE", "STATE_FILE", "TMP_PREFIX",
-    "CheckpointError", "InjectedFault", "checkpoint_problem", "checkpoints_dir",
+    "CheckpointError", "InjectedFault", "adopt_source_model", "checkpoint_problem", "checkpoints_dir",
     "find_resume_checkpoint", "load_checkpoint", "load_weights", "prune_checkpoints", "read_state",
     "resolve_resume", "save_checkpoint", "step_tag",
 ]

@@ -17,56 +17,24 @@ from dist_train.checkpoint.layout import (MODEL_FILE, OPTIM_FILE, RNG_FILE, SCAL
                                           checkpoint_problem, read_state)
 from dist_train.logs import get_logger
 from dist_train.models.finetune import StateDictMismatch, compare_state_dict, load_pretrained, mismatch_message
+from dist_train.checkpoint.optimizer_state import LR_SCHEDULER_KEY, load_optimizer_state
 from dist_train.checkpoint.rng_state import read_rank_rng, restore_rng_state
+from dist_train.checkpoint.source import weights_file
 from dist_train.safeload import restricted_load
 
-LR_SCHEDULER_KEY, MASTER_WEIGHTS_KEY = "LR_Scheduler", "master_weights"
 
 
-def _remap_optimizer_state(opt_state: dict, saved_names: dict, model, source: str) -> dict:
-    """Re-key accumulators from the saving process's parameter names to this model's.
-
-    Paddle names parameters from global counters (linear_3.w_0), so the same network built in
-    another order or process has other names; the structured names (fc.weight) are stable.
-    """
-    current = {name: p.name for name, p in model.named_parameters()}
-    missing = sorted(set(saved_names) - set(current))
-    if missing:
-        raise CheckpointError(f"{source}: parameters {missing[:10]} of the checkpoint are not in "
-                              "this model (another architecture or options?)")
-    rename = {saved_names[k]: current[k] for k in saved_names}
-    prefixes = sorted(rename, key=len, reverse=True)
-
-    def new_key(key):
-        for old in prefixes:
-            if key == old or key.startswith(old + "_"):
-                return rename[old] + key[len(old):]
-        raise CheckpointError(f"{source}: optimizer entry '{key}' belongs to no parameter "
-                              "recorded in state.json")
-
-    remapped = {}
-    for key, value in opt_state.items():
-        if key == LR_SCHEDULER_KEY:
-            remapped[key] = value
-        elif key == MASTER_WEIGHTS_KEY and isinstance(value, dict):
-            remapped[key] = {new_key(k): v for k, v in value.items()}
-        else:
-            remapped[new_key(key)] = value
-    return remapped
-
-
-def _load_optimizer(path: str, optimizer, state: dict, model) -> None:
+def _load_optimizer(path: str, optimizer, state: dict, model, weights: dict) -> None:
     file_path = os.path.join(path, OPTIM_FILE)
     if not os.path.isfile(file_path):
         raise CheckpointError(f"{path}: no {OPTIM_FILE} (saved without an optimizer)")
     saved = state["versions"].get("paddle", "?")
     try:
         opt_state = restricted_load(file_path)
-        opt_state = _remap_optimizer_state(opt_state, state["param_names"], model, file_path)
         has_sched = isinstance(getattr(optimizer, "_learning_rate", None), paddle.optimizer.lr.LRScheduler)
         if has_sched and LR_SCHEDULER_KEY not in opt_state:
             get_logger().warning(f"{file_path}: no LR scheduler state; the scheduler starts from its beginning")
-        optimizer.set_state_dict(opt_state)
+        load_optimizer_state(optimizer, model, opt_state, state["param_names"], weights, file_path)
     except CheckpointError:
         raise
     except Exception as e:
@@ -107,9 +75,9 @@ def load_checkpoint(path: str, *, model, optimizer=None, scaler=None) -> dict:
     saved_paddle = state["versions"].get("paddle", "?")
     if not re.match(r"^\d+\.", saved_paddle) or compat.major_of(saved_paddle) != compat.paddle_major():
         get_logger().warning(f"{path} was written by Paddle {saved_paddle}; loading under {paddle.__version__}")
-    _load_model_strict(os.path.join(path, MODEL_FILE), model)
+    weights = _load_model_strict(os.path.join(path, MODEL_FILE), model)
     if optimizer is not None:
-        _load_optimizer(path, optimizer, state, model)
+        _load_optimizer(path, optimizer, state, model, weights)
     if scaler is not None:
         _load_scaler(path, scaler)
     world, saved_world = dist.get_world_size(), state["world_size"]
@@ -123,26 +91,47 @@ def load_checkpoint(path: str, *, model, optimizer=None, scaler=None) -> dict:
     return state["train_state"]
 
 
-def _load_model_strict(file_path: str, model) -> None:
+def _load_model_strict(file_path: str, model) -> dict:
+    """Load every tensor of ``file_path`` into ``model`` (shapes must match), each converted to
+    its tensor's dtype (float16/bfloat16 under AMP O2; the file holds float32). Returns the
+    file's state dict."""
     weights = restricted_load(file_path)
     missing, unexpected, mis_shaped = compare_state_dict(model, weights)
     if missing or unexpected or mis_shaped:
         raise CheckpointError(mismatch_message(missing, unexpected, mis_shaped, file_path))
-    model.set_state_dict(weights)
+    model.set_state_dict(_in_model_dtypes(model, weights))
+    return weights
+
+
+def _in_model_dtypes(model, weights: dict) -> dict:
+    """``weights`` with each float array converted to the dtype of the model's tensor
+    (``set_value`` refuses another dtype)."""
+    targets = model.state_dict(use_hook=False)
+    converted = dict(weights)
+    for key, target in targets.items():
+        value = weights.get(key)
+        if value is None or target.dtype in (paddle.float32, paddle.float64) \
+                or not np.issubdtype(np.asarray(value).dtype, np.floating):
+            continue
+        converted[key] = paddle.cast(paddle.to_tensor(np.asarray(value, np.float32)), target.dtype)
+    return converted
 
 
 def load_weights(path: str, model, *, allow_head_mismatch: bool = True) -> dict:
     """Model weights only (fine-tuning, --weights), always through the restricted loader.
 
-    ``path``: a checkpoint directory (its model.pdparams), a .pdparams file, or converted
-    weights (the .meta.json beside them is not needed here). A classifier head of another
-    shape is left new when ``allow_head_mismatch``; any other mismatch raises CheckpointError
-    listing keys and shapes. Returns {"source", "loaded", "skipped_head", "new_head"}.
+    ``path``: a checkpoint directory (its model.pdparams), a run directory (its best, else
+    latest, checkpoint), an export directory (its network.pdparams), a .pdparams file, or
+    converted weights (see checkpoint/source.py; the network options and normalisation they
+    record are reconciled with the config by ``adopt_source_model`` before the model is built).
+    A classifier head of another shape is left new when ``allow_head_mismatch``; any other
+    mismatch raises CheckpointError listing keys and shapes.
+    Returns {"source", "loaded", "skipped_head", "new_head"}.
     """
-    file_path = os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
+    file_path = weights_file(path) if os.path.exists(path) else path
     if not os.path.isfile(file_path):
-        raise CheckpointError(f"--weights {path}: no such file (expected a .pdparams file or a "
-                              f"checkpoint directory holding {MODEL_FILE})")
+        raise CheckpointError(f"--weights {path}: no such file (expected a .pdparams file, or a "
+                              f"checkpoint, run or export directory holding {MODEL_FILE})")
     try:
         weights = restricted_load(file_path)
     except Exception as e:  # UnsafeFileError (refused global) or an unreadable file

@@ -58,6 +58,15 @@ def _paddle_bytes(obj) -> bytes:
     return buffer.getvalue()
 
 
+def float32_state_dict(model) -> dict:
+    """``model.state_dict()`` with float16/bfloat16 tensors (AMP O2) cast to float32, one cast
+    per such tensor. (``paddle.amp.decorate(save_dtype=...)`` would register a hook on every
+    sublayer, each re-casting the whole dictionary: casts growing with the square of the depth.)"""
+    state = model.state_dict(use_hook=False)
+    return {key: paddle.cast(value, "float32") if value.dtype in (paddle.float16, paddle.bfloat16)
+            else value for key, value in state.items()}
+
+
 def write_pointer(root: str, name: str, tag: str) -> None:
     """Replace pointer file ``name`` (``latest``/``best``) atomically and durably."""
     atomic_write_text(os.path.join(root, name), tag + "\n")
@@ -108,7 +117,8 @@ def write_checkpoint_dir(root: str, tag: str, *, model, optimizer, scaler, train
     if os.path.exists(tmp):
         shutil.rmtree(tmp)
     os.makedirs(tmp)
-    manifest = {MODEL_FILE: _write_bytes(os.path.join(tmp, MODEL_FILE), _paddle_bytes(model.state_dict()))}
+    manifest = {MODEL_FILE: _write_bytes(os.path.join(tmp, MODEL_FILE),
+                                         _paddle_bytes(float32_state_dict(model)))}
     inject_fault("after_model_file")
     if optimizer is not None:
         manifest[OPTIM_FILE] = _write_bytes(os.path.join(tmp, OPTIM_FILE),

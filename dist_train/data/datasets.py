@@ -165,26 +165,28 @@ class TrainClipDataset(_ListDataset):
         raise RuntimeError("every sample of the training list is unreadable")
 
 
-def eval_clip_starts(num_frames, clip_len, stride, mode, val_clips):
+def eval_clip_starts(num_frames, clip_len, stride, mode, val_clips, protocol="paper"):
     if mode == "val":
         return sampling.val_starts(num_frames, clip_len, val_clips, stride)
     if mode == "test":
-        return sampling.test_starts(num_frames, clip_len, stride)
+        return sampling.test_clip_starts(num_frames, clip_len, stride, protocol)
     raise ValueError(f"eval mode must be 'val' or 'test', got {mode!r}")
 
 
 class EvalClipDataset(_ListDataset):
     def __init__(self, entries, reader, clip_len, crop_size, mode="val", val_clips=3,
-                 stride=1, short_side=None, num_crops=1, skip_bad_samples=False):
+                 stride=1, short_side=None, num_crops=1, skip_bad_samples=False,
+                 protocol="paper"):
         super().__init__(entries, reader, clip_len, stride, skip_bad_samples)
         self.mode = mode
+        self.protocol = protocol  # test mode: which clips (sampling.TEST_PROTOCOLS)
         self.crop_size = int(crop_size)
         self.short_side = int(short_side or crop_size)
         self.num_crops = int(num_crops)
         if self.num_crops not in (1, 3):
             raise ValueError(f"num_crops must be 1 or 3, got {num_crops}")
-        self.starts = [eval_clip_starts(e.num_frames, self.clip_len, self.stride, mode, val_clips)
-                       for e in self.entries]
+        self.starts = [eval_clip_starts(e.num_frames, self.clip_len, self.stride, mode, val_clips,
+                                        protocol) for e in self.entries]
         self.video_clip_ranges = []
         self._items = []  # (video, clip) per item index, crops innermost
         for video, starts in enumerate(self.starts):
@@ -242,16 +244,18 @@ class EvalClipDataset(_ListDataset):
         raise BadSampleError(self.entries[video].video, "no clip of this video is readable")
 
 
-def sample_video_test_clips(path, clip_len, crop_size, short_side=None, stride=1, num_crops=1):
+def sample_video_test_clips(path, clip_len, crop_size, short_side=None, stride=1, num_crops=1,
+                            protocol="paper"):
     """All test clips of ONE raw video file: uint8 [num_clips * num_crops, 3, T, H, W].
 
     Same sampling and crops as ``EvalClipDataset(mode='test')`` (clip-major, crops innermost),
-    on frames decoded and counted from the file, so prediction equals evaluation.
+    on frames decoded and counted from the file. Holds every decoded frame: long videos go
+    through ``data.video_stream`` (same clips, one pass, bounded memory).
     """
     frames = decode_video(path)
     short_side = int(short_side or crop_size)
     clips = []
-    for start in sampling.test_starts(len(frames), clip_len, stride):
+    for start in sampling.test_clip_starts(len(frames), clip_len, stride, protocol):
         indices = sampling.clip_indices(start, len(frames), clip_len, stride)
         clips.extend(transforms.eval_clips(frames[indices], short_side, crop_size, num_crops))
     return np.stack(clips)

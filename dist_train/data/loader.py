@@ -39,15 +39,17 @@ LENT_SLOTS = 2  # extra ring slots for CPU batches the trainer still holds (see 
 
 
 def make_loader(dataset, batch_sampler, num_workers, kind="shm", prefetch_batches=2,
-                timeout_s=600):
+                timeout_s=600, host_batches=False):
     """The trainer's loader: ``for clips, labels in make_loader(ds, sampler, n): ...``.
 
     kind 'shm' (ShmBatchLoader, default) or 'stock' (paddle.io.DataLoader with the same
-    sampler). ``num_workers`` 0 loads in the calling process.
+    sampler). ``num_workers`` 0 loads in the calling process. ``host_batches`` (shm): CPU
+    tensors even on an accelerator, for a device prefetcher (data/device_prefetch.py).
     """
     register_parent_cleanup()
     if kind == "shm":
-        return ShmBatchLoader(dataset, batch_sampler, num_workers, prefetch_batches, timeout_s)
+        return ShmBatchLoader(dataset, batch_sampler, num_workers, prefetch_batches, timeout_s,
+                              host_batches)
     if kind == "stock":
         import paddle
         return paddle.io.DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
@@ -61,12 +63,13 @@ def _on_cpu():
     return paddle.device.get_device() == "cpu"
 
 
-def _to_tensors(clips, fields, owned=False):
-    """Tensors of a batch on Paddle's current device. ``owned``: on CPU the clips tensor may
-    wrap ``clips`` itself (else, e.g. a slot that goes back to the workers, it is copied)."""
+def _to_tensors(clips, fields, owned=False, host=False):
+    """Tensors of a batch on Paddle's current device (``host``: on the CPU). ``owned``: on CPU
+    the clips tensor may wrap ``clips`` itself (else, e.g. a slot that goes back to the workers,
+    it is copied)."""
     import paddle
     arrays = [clips] + [np.asarray(f, dtype=np.int64) for f in fields]
-    if not _on_cpu():
+    if not (host or _on_cpu()):
         return [paddle.to_tensor(a) for a in arrays]  # the host-to-device copy
     if not owned:
         arrays[0] = np.empty(clips.shape, clips.dtype)
@@ -137,7 +140,8 @@ class ShmBatchLoader:
     sample of the first batch in the trainer; samples of other shapes raise an error.
     """
 
-    def __init__(self, dataset, batch_sampler, num_workers=1, prefetch_batches=2, timeout_s=600):
+    def __init__(self, dataset, batch_sampler, num_workers=1, prefetch_batches=2, timeout_s=600,
+                 host_batches=False):
         self.dataset = dataset
         self.batch_sampler = batch_sampler
         self.num_workers = int(num_workers)
@@ -146,6 +150,7 @@ class ShmBatchLoader:
         self._ring = self._worker_ring = self._layout = None
         self._workers = []
         self._lent = {}  # slot -> the view a live CPU tensor wraps
+        self._host = bool(host_batches)  # CPU tensors on an accelerator too (make_loader)
 
     def __len__(self):
         return len(self.batch_sampler)
@@ -158,7 +163,8 @@ class ShmBatchLoader:
             shape, dtype = self._clip_layout(batches)
             for keys in batches:
                 clips = np.empty((len(keys),) + shape, dtype)  # filled in place, no stacking
-                yield _to_tensors(clips, _fill_batch(self.dataset, keys, clips), owned=True)
+                yield _to_tensors(clips, _fill_batch(self.dataset, keys, clips), owned=True,
+                                  host=self._host)
             return
         yield from self._iter_workers(batches)
 
@@ -174,7 +180,7 @@ class ShmBatchLoader:
     def _ensure_ring(self, batches):
         shape, dtype = self._clip_layout(batches)
         slot_bytes = max(len(b) for b in batches) * int(np.prod(shape)) * np.dtype(dtype).itemsize
-        slots = self.num_workers * self.prefetch_batches + (LENT_SLOTS if _on_cpu() else 0)
+        slots = self.num_workers * self.prefetch_batches + (LENT_SLOTS if self._host or _on_cpu() else 0)
         ring = self._ring
         if ring is None or ring.slots != slots or ring.slot_bytes < slot_bytes:
             # Batches lent from the old ring keep its mapping alive (their views hold it).
@@ -193,11 +199,11 @@ class ShmBatchLoader:
         """The batch tensors of a filled slot: lent (CPU, while another slot circulates) or
         copied (the slot is free again at once)."""
         clips = ring.view(slot, shape, dtype)
-        if _on_cpu() and len(self._lent) + 1 < ring.slots:
+        if (self._host or _on_cpu()) and len(self._lent) + 1 < ring.slots:
             self._lent[slot] = clips
-            return _to_tensors(clips, fields, owned=True)
+            return _to_tensors(clips, fields, owned=True, host=True)
         free.append(slot)
-        return _to_tensors(clips, fields)
+        return _to_tensors(clips, fields, host=self._host)
 
     def _start_workers(self, ring, shape, dtype):
         # Plain pipes, no multiprocessing.Queue: a Queue's feeder thread fights the trainer

@@ -201,35 +201,92 @@ def count_decoded_frames(path):
     return count
 
 
+class _OpenVideo:
+    """A capture of ``path`` whose next ``grab()`` decodes frame ``next_index`` (0-based)."""
+
+    def __init__(self, path):
+        self.capture = open_video(path)
+        self.path, self.file, self.pid = path, _file_identity(path), os.getpid()
+        self.next_index = 0
+
+    def continues(self, path, first):
+        """True if a read of ``path`` from frame ``first`` can go on from here: same file (not
+        rewritten since), same process (a forked copy shares the parent's file offset), not
+        yet past ``first``."""
+        return (self.pid == os.getpid() and self.path == path and self.next_index <= first
+                and self.file == _file_identity(path))
+
+
+def _file_identity(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 class VideoReader:
-    """Raw videos at ``<root>/<Class>/<video><ext>``, decoded sequentially from frame 0."""
+    """Raw videos at ``<root>/<Class>/<video><ext>``, decoded sequentially from frame 0.
+
+    The last video read stays open (per thread and process): a read of the same file that
+    starts at or after the frame where the previous read stopped goes on decoding from there
+    instead of from frame 0. Evaluation reads a video's clips in order, so it decodes each video
+    once (linear in its frames, not quadratic); any other read reopens the file. Frames before
+    the first wanted one are only grabbed (decoded, not converted).
+    """
+
+    sequential = True  # reads are cheapest in frame order within a video (evaluation uses it)
 
     def __init__(self, root, ext=".avi"):
         self.root = root
         self.ext = ext
+        self._local = threading.local()
+
+    def __getstate__(self):  # picklable: the open video stays behind
+        return {k: v for k, v in self.__dict__.items() if k != "_local"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _local=threading.local())
 
     def video_path(self, video):
         return os.path.join(self.root, video + self.ext)
 
+    def _open_at(self, path, first):
+        opened = getattr(self._local, "video", None)
+        if opened is not None and opened.continues(path, first):
+            return opened
+        self.close()
+        opened = self._local.video = _OpenVideo(path)
+        return opened
+
+    def close(self):
+        """Release this thread's open video, if any (reads reopen it as needed)."""
+        opened, self._local.video = getattr(self._local, "video", None), None
+        if opened is not None:
+            opened.capture.release()  # in a forked child: only the child's copy
+
     def read_frames(self, video, indices):
         path = self.video_path(video)
         wanted = set(indices)
-        last = max(wanted)
-        capture = open_video(path)
+        first, last = min(wanted), max(wanted)
+        opened = self._open_at(path, first)
         frames = {}
         try:
-            for i in range(last + 1):
-                # grab() skips decoding to RGB for frames we do not need.
-                if not capture.grab():
+            while opened.next_index <= last:
+                i = opened.next_index
+                # grab() skips the conversion to BGR for frames we do not need.
+                if not opened.capture.grab():
                     raise BadSampleError(path, f"only {i} frames decode, frame {last + 1} needed "
                                                f"(the list's frame count is too large?)")
+                opened.next_index = i + 1
                 if i in wanted:
-                    ok, bgr = capture.retrieve()
+                    ok, bgr = opened.capture.retrieve()
                     if not ok:
                         raise BadSampleError(path, f"frame {i + 1} does not decode")
                     frames[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        finally:
-            capture.release()
+        except BaseException:
+            self.close()
+            raise
         return _in_order(frames, indices, path)
 
     def read(self, video, indices):

@@ -56,3 +56,26 @@ def test_starts(num_frames, clip_len, stride=1):
 
 def num_test_clips(num_frames, clip_len, stride=1):
     return math.ceil(num_frames / (clip_len * stride))
+
+
+# Video-level evaluation protocols: "paper" cuts every video into non-overlapping clips (Hara et
+# al.; the crop count is data.test_crops); "10x3" takes 10 evenly spaced clips with 3 crops each
+# (the protocol most later Kinetics results use).
+TEST_PROTOCOLS = ("paper", "10x3")
+TEN_CLIPS, THREE_CROPS = 10, 3
+
+
+def test_clip_starts(num_frames, clip_len, stride=1, protocol="paper"):
+    """Clip starts of video-level evaluation under ``protocol`` (see TEST_PROTOCOLS)."""
+    if protocol == "paper":
+        return test_starts(num_frames, clip_len, stride)
+    if protocol == "10x3":
+        return val_starts(num_frames, clip_len, TEN_CLIPS, stride)
+    raise ValueError(f"unknown evaluation protocol {protocol!r}; use one of {', '.join(TEST_PROTOCOLS)}")
+
+
+def test_protocol_crops(protocol, paper_crops):
+    """Spatial crops per clip under ``protocol``: ``paper_crops`` for paper, 3 for 10x3."""
+    if protocol not in TEST_PROTOCOLS:
+        raise ValueError(f"unknown evaluation protocol {protocol!r}; use one of {', '.join(TEST_PROTOCOLS)}")
+    return THREE_CROPS if protocol == "10x3" else int(paper_crops)

@@ -1,5 +1,7 @@
 """Export for paddle.inference: preprocessing layer + network (plain BatchNorm), uint8 input
-``[N, 3, T, H, W]`` with a dynamic batch, plus ``meta.json`` so prediction needs nothing else.
+``[N, 3, T, H, W]`` with a dynamic batch, plus ``meta.json`` so prediction needs nothing else,
+and ``network.pdparams`` (the network's state dict by parameter name, which the inference program
+does not keep) so another dataset can fine-tune from the export (checkpoint/source.py).
 
 The export directory is built under a temporary name and renamed into place, so it is either
 the previous complete export or the new complete one.
@@ -16,20 +18,27 @@ import time
 
 from dist_train import __version__, compat
 from dist_train.atomic import atomic_write_text
+from dist_train.checkpoint.source import EXPORT_META_FILE, EXPORT_NETWORK_FILE
 
 MODEL_NAME = "model"
-META_FILE = "meta.json"
+META_FILE = EXPORT_META_FILE
 META_VERSION = 1
 INPUT_NAME = "x"
 
 
 def clip_sampling_description(cfg) -> dict:
-    crops = cfg["data.test_crops"]
+    from dist_train.data.sampling import TEN_CLIPS, test_protocol_crops
+
+    protocol = cfg["eval.protocol"]
+    crops = test_protocol_crops(protocol, cfg["data.test_crops"])
+    temporal = ("non-overlapping consecutive clips of clip_len frames (every temporal_stride-th "
+                "frame) starting at frame 0 and covering the whole video" if protocol == "paper"
+                else f"{TEN_CLIPS} evenly spaced clips of clip_len frames (every temporal_stride-th "
+                     f"frame), starts round(i * (num_frames - span) / {TEN_CLIPS - 1})")
     return {
         "mode": "test",
-        "temporal": "non-overlapping consecutive clips of clip_len frames (every "
-                    "temporal_stride-th frame) starting at frame 0 and covering the whole video; "
-                    "a clip running past the end is loop-padded with its own frames",
+        "protocol": protocol,
+        "temporal": temporal + "; a clip running past the end is loop-padded with its own frames",
         "num_crops": crops,
         "spatial": "resize the short side to eval_short_side (bilinear), then "
                    + ("one centre crop" if crops == 1 else
@@ -41,9 +50,22 @@ def clip_sampling_description(cfg) -> dict:
     }
 
 
+def meta_class_names(cfg, weights: str) -> list[str]:
+    """The class names of the config's lists; when they name no class (every name class_<i>,
+    e.g. an export on a machine without the dataset) those the checkpoint ``weights`` saved."""
+    from dist_train.checkpoint import read_state
+    from dist_train.evaluation.video_level import class_names
+
+    names = class_names(cfg)
+    if os.path.isdir(weights) and all(n == f"class_{i}" for i, n in enumerate(names)):
+        saved = read_state(weights)["train_state"].get("class_names")
+        if isinstance(saved, list) and len(saved) == len(names):
+            return saved
+    return names
+
+
 def build_meta(cfg, weights: str, fmt: str, program_file: str) -> dict:
     from dist_train.models.from_config import network_options, normalization
-    from dist_train.evaluation.video_level import class_names
 
     clip_len, crop = cfg["data.clip_len"], cfg["data.crop_size"]
     return {
@@ -54,7 +76,7 @@ def build_meta(cfg, weights: str, fmt: str, program_file: str) -> dict:
         "input": {"name": INPUT_NAME, "dtype": "uint8", "layout": "NCTHW",
                   "shape": [-1, 3, clip_len, crop, crop], "channels": "RGB", "range": "0-255"},
         "output": {"kind": "logits", "shape": [-1, cfg["model.num_classes"]]},
-        "class_names": class_names(cfg),
+        "class_names": meta_class_names(cfg, weights),
         "num_classes": cfg["model.num_classes"],
         "clip_len": clip_len,
         "crop_size": crop,
@@ -65,6 +87,7 @@ def build_meta(cfg, weights: str, fmt: str, program_file: str) -> dict:
         "clip_sampling": clip_sampling_description(cfg),
         "model": {"name": cfg["model.name"], "options": network_options(cfg)},
         "weights": os.path.abspath(weights),
+        "network_params": EXPORT_NETWORK_FILE,  # the network's state dict (fine-tuning, --weights)
         "paddle_version": compat.paddle_version(),
         "package_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -116,6 +139,9 @@ def _export_here(cfg, weights: str, out_dir: str, fmt: str) -> str:
         written = "pir" if program.endswith(compat.MODEL_SUFFIX["pir"]) else "legacy"
         if written != fmt:
             raise RuntimeError(f"asked for the {fmt} format but Paddle wrote {program}")
+        # The network's own state dict too: fine-tuning from an export (--weights EXPORT_DIR)
+        # needs the parameter names, which the inference program does not keep.
+        paddle.save(model.network.state_dict(), os.path.join(tmp_dir, EXPORT_NETWORK_FILE))
         meta = build_meta(cfg, weights, fmt, program)
         atomic_write_text(os.path.join(tmp_dir, META_FILE), json.dumps(meta, indent=1) + "\n")
         _replace_dir(tmp_dir, out_dir)
@@ -147,6 +173,9 @@ def export_model(cfg, weights: str, out_dir: str, fmt: str | None = None) -> str
     """Export ``weights`` (a .pdparams file or checkpoint directory) with the model of ``cfg``
     to ``out_dir``; ``fmt`` 'pir' | 'legacy' | 'auto' (default: export.format).
     Not collective: call it on rank 0 only. Returns ``out_dir``."""
+    from dist_train.checkpoint import adopt_source_model
+
+    cfg, _ = adopt_source_model(cfg, weights, include_classes=True)
     if fmt is None:
         fmt = cfg["export.format"]
     if fmt == "auto":

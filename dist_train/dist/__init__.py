@@ -34,10 +34,16 @@ def launched_world_size() -> int:
     return _env_int("PADDLE_TRAINERS_NUM", 1)
 
 
+DEVICE_ENV = "DIST_TRAIN_DEVICE"  # "cpu": launch.sh --cpu (see dist/cpu_launch.py)
+
+
 def init() -> None:
-    """Join the collective job when the launcher started several ranks; nothing to do for one."""
+    """Join the collective job when the launcher started several ranks; nothing to do for one.
+    With DIST_TRAIN_DEVICE=cpu the process runs on the CPU whatever GPUs Paddle sees."""
     if _state["initialized"]:
         return
+    if os.environ.get(DEVICE_ENV) == "cpu":
+        paddle.set_device("cpu")
     if launched_world_size() > 1:
         from paddle.distributed import fleet
 

@@ -5,7 +5,8 @@ loop-padded), optionally 3 crops per clip; the softmax of every clip (and crop) 
 video and the video's prediction is the top-1 of that average. Whole videos are sharded across
 ranks (no padding, no duplicates); each rank keeps one small record per video and the records
 are gathered ONCE at the end, so ``num_videos`` equals the list length for any world size and
-batch size.
+batch size. From raw video each video is decoded once, in order: loader workers take whole
+videos (``_WholeVideosPerWorker``) and the reader goes on from the previous clip.
 
 The evaluation model (uint8 clips -> logits: preprocessing + network) comes from
 ``models/from_config.py``, which training and export use too; the per-clip softmax averaging
@@ -23,10 +24,9 @@ import paddle.nn as nn
 
 from dist_train import dist
 from dist_train.data import factory
-from dist_train.data.lists import DataError, read_list
 from dist_train.data.readers import BadSampleError
 from dist_train.data.workers import register_parent_cleanup, worker_init_fn
-from dist_train.checkpoint import load_weights
+from dist_train.checkpoint import adopt_source_model, load_weights
 from dist_train.models.from_config import EvalModel, build_eval_model
 
 log = logging.getLogger("dist_train")
@@ -50,27 +50,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def class_names(cfg) -> list[str]:
-    """Class name of every label, from the class folder of each list entry (``<Class>/<video>``).
-
-    All configured lists that exist are read (train, val, test); a label that maps to two
-    different folders is an error; a label absent from every list is named ``class_<i>``.
-    """
-    num_classes = cfg["model.num_classes"]
-    names: dict[int, tuple[str, str]] = {}
-    for key in ("data.train_list", "data.val_list", "data.test_list"):
-        path = cfg[key]
-        if path is None or not os.path.isfile(path):
-            continue
-        for entry in read_list(path):
-            name = entry.video.split("/")[0]
-            if entry.label >= num_classes:
-                raise DataError(f"{path}: label {entry.label} of {entry.video} is not below "
-                                f"model.num_classes={num_classes}")
-            seen = names.setdefault(entry.label, (name, path))
-            if seen[0] != name:
-                raise DataError(f"label {entry.label} is class {seen[0]!r} in {seen[1]} but "
-                                f"{name!r} in {path}; the lists disagree")
-    return [names[i][0] if i in names else f"class_{i}" for i in range(num_classes)]
+    """Class name of every label: data.class_index or the classes.txt beside the lists, else
+    each label's class folder (``<Class>/<video>``); see ``data.factory.class_names``."""
+    return factory.class_names(cfg)
 
 
 class _FlaggedItems:
@@ -94,18 +76,71 @@ class _FlaggedItems:
             return clip, -1, -1, -1, index, False
 
 
+def deal_videos(item_counts, num_workers):
+    """Whole videos per loader worker: each ``(video, items)`` in turn goes to the worker with
+    the fewest items so far (lowest id on ties); every worker's videos stay in order."""
+    shares, loads = [[] for _ in range(num_workers)], [0] * num_workers
+    for video, items in item_counts:
+        worker = loads.index(min(loads))
+        shares[worker].append(video)
+        loads[worker] += items
+    return shares
+
+
+class _WholeVideosPerWorker(paddle.io.IterableDataset):
+    """This rank's items for loader workers over a sequential reader (raw video): a worker reads
+    whole videos, each in order, so every video is decoded once (``VideoReader`` goes on from the
+    previous clip) instead of by every worker that a batch sampler would hand one of its clips.
+    Each worker batches its own items; items are flagged as by ``_FlaggedItems``."""
+
+    def __init__(self, dataset, videos, num_workers):
+        super().__init__()
+        self.items = _FlaggedItems(dataset)
+        ranges = dataset.video_clip_ranges
+        self.shares = deal_videos([(v, ranges[v][1] - ranges[v][0]) for v in videos],
+                                  num_workers)
+
+    def __iter__(self):
+        info = paddle.io.get_worker_info()
+        ranges = self.items.dataset.video_clip_ranges
+        for video in self.shares[0 if info is None else info.id]:
+            for index in range(*ranges[video]):
+                yield self.items[index]
+
+    def num_batches(self, batch_size):
+        ranges = self.items.dataset.video_clip_ranges
+        return sum(-(-sum(ranges[v][1] - ranges[v][0] for v in share) // batch_size)
+                   for share in self.shares)
+
+
 def _eval_batches(dataset, sampler, num_workers):
-    """(clips tensor, video indices, clip indices) per batch of ``sampler``."""
+    """(number of batches, iterator of (clips tensor, video indices, clip indices) per batch).
+
+    In this process: the batches of ``sampler``. With loader workers: the same batches, or,
+    over a sequential reader, each worker's batches of whole videos (``_WholeVideosPerWorker``).
+    """
     if num_workers == 0:
-        # Read in this thread: Paddle's single-process DataLoader hangs when an item raises.
-        for indices in sampler:
-            batch = [dataset[i] for i in indices]
-            yield (paddle.to_tensor(np.stack([b[0] for b in batch])), [b[2] for b in batch],
-                   [b[3] for b in batch])
-        return
+        return len(sampler), _batches_here(dataset, sampler)
     register_parent_cleanup()
+    if getattr(dataset.reader, "sequential", False):
+        items = _WholeVideosPerWorker(dataset, sampler.videos, num_workers)
+        loader = paddle.io.DataLoader(items, batch_size=sampler.batch_size,
+                                      num_workers=num_workers, worker_init_fn=worker_init_fn)
+        return items.num_batches(sampler.batch_size), _checked(dataset, loader)
     loader = paddle.io.DataLoader(_FlaggedItems(dataset), batch_sampler=sampler,
                                   num_workers=num_workers, worker_init_fn=worker_init_fn)
+    return len(sampler), _checked(dataset, loader)
+
+
+def _batches_here(dataset, sampler):
+    # Read in this thread: Paddle's single-process DataLoader hangs when an item raises.
+    for indices in sampler:
+        batch = [dataset[i] for i in indices]
+        yield (paddle.to_tensor(np.stack([b[0] for b in batch])), [b[2] for b in batch],
+               [b[3] for b in batch])
+
+
+def _checked(dataset, loader):
     for clips, _, videos, clip_indices, indices, ok in loader:
         ok = ok.numpy().astype(bool)
         if not ok.all():
@@ -126,7 +161,8 @@ def _video_records(model, dataset, batch_size, rank, world_size, num_workers):
     clip_sums: dict[int, dict[int, np.ndarray]] = {}
     started, done = time.monotonic(), 0
     with paddle.no_grad():
-        for clips, videos, clip_indices in _eval_batches(dataset, sampler, num_workers):
+        num_batches, batches = _eval_batches(dataset, sampler, num_workers)
+        for clips, videos, clip_indices in batches:
             probs = softmax(model(clips).numpy())
             for p, v, c in zip(probs, videos, clip_indices):
                 prob_sums[v] = prob_sums.get(v, 0.0) + p
@@ -134,8 +170,8 @@ def _video_records(model, dataset, batch_size, rank, world_size, num_workers):
                 per_clip = clip_sums.setdefault(v, {})  # crops of a clip averaged for clip_top1
                 per_clip[c // dataset.num_crops] = per_clip.get(c // dataset.num_crops, 0.0) + p
             done += 1
-            if done % 20 == 0 or done == len(sampler):
-                log.info("eval: %d/%d batches on rank %d (%.1f s)", done, len(sampler), rank,
+            if done % 20 == 0 or done == num_batches:
+                log.info("eval: %d/%d batches on rank %d (%.1f s)", done, num_batches, rank,
                          time.monotonic() - started)
     labels = dataset.labels
     records = {}
@@ -209,8 +245,12 @@ def build_report(probs, labels, num_clips, clip_correct, video_names, names, top
 
 
 def evaluate_videos(cfg, weights: str, out_dir: str | None = None) -> dict:
-    """COLLECTIVE: video-level evaluation of ``weights`` (a .pdparams file or checkpoint
-    directory) with the model of ``cfg``; see ``evaluate_model``."""
+    """COLLECTIVE: video-level evaluation of ``weights`` (a .pdparams file, checkpoint, run or
+    export directory) with the model of ``cfg``, whose network, normalisation and class count
+    are first reconciled with what ``weights`` records; see ``evaluate_model``."""
+    cfg, adopted = adopt_source_model(cfg, weights, include_classes=True)
+    if adopted and dist.is_main_process():
+        log.info("taken from %s: %s", weights, ", ".join(adopted))
     return evaluate_model(cfg, load_eval_model(cfg, weights), out_dir,
                           source=os.path.abspath(weights))
 
@@ -248,6 +288,7 @@ def evaluate_model(cfg, model: nn.Layer, out_dir: str | None = None, source: str
     report = build_report(probs, dataset.labels, [r[2] for r in ordered],
                           [r[3] for r in ordered], dataset.video_names, names, cfg["eval.topk"])
     report.update({"num_items": int(sum(r[1] for r in ordered)), "crops": dataset.num_crops,
+                   "protocol": cfg["eval.protocol"],
                    "world_size": world_size, "batch_size_per_rank": cfg["eval.batch_size"],
                    "rank_videos": rank_videos, "weights": source,
                    "list": cfg["data.test_list"] or cfg["data.val_list"],

@@ -18,7 +18,9 @@ class ZeroPadShortcut(nn.Layer):
     """Shortcut A: strided subsample + zero channels, parameter-free.
 
     The reference builds this path from ``.data``, so no gradient flows through it; the
-    detach below keeps that behaviour.
+    detach below keeps that behaviour. The zero channels are concatenated, not ``F.pad``-ed:
+    paddle.inference's oneDNN kernel for a constant pad of a 5-D tensor corrupts the heap
+    (exported ResNet-18/34 aborted in ``malloc``; Paddle 2.6.2 and 3.3.1 on CPU).
     """
 
     def __init__(self, out_channels, stride, data_format="NCDHW"):
@@ -33,10 +35,12 @@ class ZeroPadShortcut(nn.Layer):
         axis = channel_axis(self.data_format)
         if s != 1:  # avg_pool3d with kernel 1 and stride s is exactly a strided slice
             x = x[:, :, ::s, ::s, ::s] if axis == 1 else x[:, ::s, ::s, ::s, :]
-        missing = self.out_channels - x.shape[axis]
-        pad = [0, 0] * 5
-        pad[2 * axis + 1] = missing
-        return F.pad(x, pad, mode="constant", value=0.0)
+        channels = x.shape[axis]
+        zeros, parts = paddle.zeros(paddle.shape(x), x.dtype), [x]  # zeros_like warns in PIR
+        for start in range(channels, self.out_channels, channels):
+            take = min(channels, self.out_channels - start)
+            parts.append(zeros[:, :take] if axis == 1 else zeros[..., :take])
+        return paddle.concat(parts, axis=axis)
 
 
 def projection_shortcut(in_planes, out_planes, stride, data_format):

@@ -44,6 +44,16 @@ def autocast(amp: dict):
                                 level=amp["level"], dtype=amp["dtype"])
 
 
+def decorate_o2(network, optimizer, amp: dict):
+    """AMP O2: parameters in the low-precision dtype (BatchNorm's stay float32), float32 master
+    weights in the optimizer; (network, optimizer) unchanged for other settings. No
+    ``save_dtype``: checkpoints cast to float32 once per tensor (checkpoint.write)."""
+    if not (amp["enabled"] and amp["level"] == "O2"):
+        return network, optimizer
+    return paddle.amp.decorate(models=network, optimizers=optimizer, level="O2",
+                               dtype=amp["dtype"], master_weight=True)
+
+
 def make_scaler(amp: dict, init_loss_scale: float):
     """Dynamic loss scaling for float16 only; a disabled scaler passes everything through."""
     return paddle.amp.GradScaler(enable=amp["enabled"] and amp["dtype"] == "float16",

@@ -2,6 +2,7 @@
 checkpoints, stop together on preemption. ``dist_train/train.py`` is its command line."""
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ from dist_train.training import engine, optim, preempt
 from dist_train.dist import host_allreduce, sync_bn
 from dist_train.config import ConfigError, load_config
 from dist_train.data import factory
+from dist_train.data.device_prefetch import DevicePrefetcher, pinned_gpu_copy
 from dist_train.data.loader import make_loader
 from dist_train.data.sampler import EvalBatchSampler, GlobalBatchSampler
 from dist_train.logs import get_logger, setup_logging
@@ -74,7 +76,9 @@ class SampleLog:
                                if line.strip() and json.loads(line)["global_step"] <= resumed_step)
         atomic_write_text(self.path, kept)
         self.file = open(self.path, "a", encoding="utf-8")
-        self.delivered = None  # (clip hashes, labels) of the batch handed to the training step
+        # (clip hashes, labels) of the batches handed out and not logged yet, oldest first (a
+        # device prefetcher takes one batch ahead of the step)
+        self.delivered = collections.deque()
 
     def recording(self, loader):
         """``loader`` (same batches, same attributes) noting each batch it hands out."""
@@ -82,8 +86,7 @@ class SampleLog:
 
     def write(self, sampler, epoch: int, step: int, global_step: int) -> None:
         keys = sampler.rank_slice(sampler.global_batch(step))
-        hashes, labels = self.delivered
-        self.delivered = None
+        hashes, labels = self.delivered.popleft()
         self.file.write(json.dumps({"global_step": global_step, "epoch": epoch, "step": step,
                                     "indices": [int(i) for i in keys], "clips": hashes,
                                     "labels": labels}) + "\n")
@@ -105,21 +108,21 @@ class _RecordingLoader:
 
     def __iter__(self):
         for batch in self._loader:
-            assert self._log.delivered is None, "a batch was not logged"
-            self._log.delivered = ([hashlib.sha1(np.ascontiguousarray(c).tobytes()).hexdigest()[:16]
-                                    for c in batch[0].numpy()],
-                                   [int(v) for v in batch[1].numpy().reshape(-1)])
+            self._log.delivered.append(
+                ([hashlib.sha1(np.ascontiguousarray(c).tobytes()).hexdigest()[:16]
+                  for c in np.asarray(batch[0])], [int(v) for v in np.asarray(batch[1]).reshape(-1)]))
             yield batch
 
 
-def build_loaders(cfg, rank: int, world: int, debug: bool):
+def build_loaders(cfg, rank: int, world: int, debug: bool, host_batches: bool = False):
     workers = cfg["data.num_workers"]
     train_ds = factory.build_train_dataset(cfg)
     num_train = len(train_ds)
     if debug:
         num_train = min(num_train, DEBUG_TRAIN_BATCHES * cfg["train.batch_size"])
     sampler = GlobalBatchSampler(num_train, cfg["train.batch_size"], rank, world, cfg["train.seed"])
-    train_loader = make_loader(train_ds, sampler, workers, cfg["data.loader"])
+    train_loader = make_loader(train_ds, sampler, workers, cfg["data.loader"],
+                               host_batches=host_batches)
     val_loader = None
     if cfg["val.every_epochs"] > 0:
         val_ds = factory.build_eval_dataset(cfg, "val")
@@ -166,6 +169,9 @@ def train(args, at_end=None) -> int:
     dist.init()
     if args.debug:
         cfg = debug_config(cfg)
+    # The network and normalisation the initial weights were trained with (before the run
+    # directory records the config): taken where the config keeps defaults, else checked.
+    cfg, adopted = checkpoint.adopt_source_model(cfg, args.weights or cfg["model.pretrained"])
     rank, world = dist.get_rank(), dist.get_world_size()
     on_gpu = paddle.device.get_device().startswith("gpu")
     check_batch(cfg, world)
@@ -176,6 +182,9 @@ def train(args, at_end=None) -> int:
     log = setup_logging(run_dir, rank)
     log.info(f"rank {rank}/{world} on {paddle.device.get_device()}, Paddle {paddle.__version__}, "
              f"run dir {run_dir}")
+    if adopted:
+        log.info(f"taken from the initial weights {args.weights or cfg['model.pretrained']}: "
+                 + ", ".join(adopted))
     if cfg["train.cpu_keep_freed_memory"] and not on_gpu:
         log.info(cpu_memory.keep_freed_memory())  # before loader workers fork: they inherit it
     if cfg["train.deterministic"] and on_gpu:
@@ -183,7 +192,10 @@ def train(args, at_end=None) -> int:
     random.seed(cfg["train.seed"])
     np.random.seed(cfg["train.seed"])
 
-    sampler, train_loader, val_loader = build_loaders(cfg, rank, world, args.debug)
+    names = factory.class_names(cfg)  # checks the class index against the lists; saved below
+    # On a GPU the shared-memory loader hands out host batches that DevicePrefetcher copies.
+    prefetch = on_gpu and cfg["data.loader"] == "shm"
+    sampler, train_loader, val_loader = build_loaders(cfg, rank, world, args.debug, prefetch)
     steps_per_epoch = sampler.steps_per_epoch
     resume_path = checkpoint.resolve_resume(run_dir, args.resume)
     weights = None if resume_path else (args.weights or cfg["model.pretrained"])
@@ -193,10 +205,7 @@ def train(args, at_end=None) -> int:
     has_pretrained = bool(args.weights or cfg["model.pretrained"])
     optimizer = optim.build_optimizer(cfg, network, has_pretrained,
                                       multi_precision=amp["enabled"] and amp["level"] == "O2")
-    if amp["enabled"] and amp["level"] == "O2":
-        network, optimizer = paddle.amp.decorate(models=network, optimizers=optimizer, level="O2",
-                                                 dtype=amp["dtype"], master_weight=True,
-                                                 save_dtype="float32")
+    network, optimizer = engine.decorate_o2(network, optimizer, amp)
     scaler = engine.make_scaler(amp, cfg["amp.init_loss_scale"])
     norm = normalization(cfg)
     train_model = EvalModel(Preprocess(norm["mean"], norm["std"], cfg["model.data_format"]), network)
@@ -214,12 +223,16 @@ def train(args, at_end=None) -> int:
             removed = truncate_metrics(run_dir, state["global_step"], state["epoch"])
             log.info(f"resumed at epoch {state['epoch']} step {state['step_in_epoch']} (global "
                      f"step {state['global_step']}); {removed} metrics rows after it removed")
+        if state.get("class_names", names) != names:
+            log.warning("the class names of the lists differ from the checkpoint's; the next "
+                        "checkpoints record the lists' names")
+    state["class_names"] = names  # checkpoints carry them (state.json, train_state)
     if state["finished"]:
         log.info("the run is already finished (nothing to do); use another run.dir to train again")
         return 0
 
     preempt.arm_kill_hook(optimizer, rank, lambda: state["global_step"] + 1)  # tests only
-    metrics = MetricsLog(run_dir, rank == 0, cfg["log.visualdl"])
+    metrics = MetricsLog(run_dir, rank == 0, cfg["log.visualdl"], curves=cfg["log.curves"])
     samples = SampleLog(run_dir, rank, state["global_step"]) if os.environ.get(SAMPLE_LOG_ENV) else None
     stop = None
     try:
@@ -259,6 +272,9 @@ def train_loop(cfg, state, model, train_model, network, optimizer, scaler, sched
              f"{dist.get_world_size()} ranks x {cfg['train.accum_steps']} micro-steps x "
              f"{cfg['train.batch_size'] // dist.get_world_size() // cfg['train.accum_steps']} clips; "
              f"{len(params)} trainable tensors")
+    # GPU: batch k+1 is copied from pinned memory while batch k computes (host batches, above).
+    batches = (DevicePrefetcher(train_loader, pinned_gpu_copy())
+               if on_gpu and cfg["data.loader"] == "shm" else train_loader)
     # Collective (every rank, here): CPU ranks on one host average gradients in shared memory.
     names = {id(p): n for n, p in named_params}
     average_gradients = None if on_gpu else host_allreduce.gradient_average(
@@ -286,7 +302,7 @@ def train_loop(cfg, state, model, train_model, network, optimizer, scaler, sched
         state["epoch"] = epoch
         sampler.set_epoch(epoch, state["step_in_epoch"])
         global_step, stats, stopped = engine.train_one_epoch(
-            model, optimizer, scaler, train_loader, schedule, epoch=epoch,
+            model, optimizer, scaler, batches, schedule, epoch=epoch,
             start_step=state["step_in_epoch"], steps_per_epoch=spe, global_step=state["global_step"],
             total_steps=total_steps, accum_steps=cfg["train.accum_steps"], amp=amp,
             clip_norm=cfg["optim.clip_grad_norm"], nan_check=cfg["train.nan_check"],

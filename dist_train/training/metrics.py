@@ -13,7 +13,8 @@
 On resume the file is cut back to the checkpoint: training rows after its global step and
 epoch rows of epochs it had not finished go (they will be written again). VisualDL writes to
 ``<run.dir>/vdl/attempt_NNN``, a new folder per attempt, so a resumed run never appends to the
-event file of a crashed one.
+event file of a crashed one. With ``curves``, the pictures of these rows (``curves.png``,
+``curves.json``) are redrawn after every validation and at ``close()``: see curves.py.
 """
 from __future__ import annotations
 
@@ -70,10 +71,15 @@ def next_attempt_dir(run_dir: str) -> str:
 class MetricsLog:
     """Rank 0 writes; on other ranks every method does nothing (``enabled=False``)."""
 
-    def __init__(self, run_dir: str, enabled: bool, visualdl: bool):
+    def __init__(self, run_dir: str, enabled: bool, visualdl: bool, curves: bool = False):
         self.enabled = enabled
         self.path = os.path.join(run_dir, METRICS_FILE)
         self.vdl = None
+        self.curves = None
+        if enabled and curves:
+            from dist_train.training.curves import CurvesDrawer  # lazy: curves.py imports this module
+
+            self.curves = CurvesDrawer(run_dir)
         if enabled and visualdl:
             try:
                 from visualdl import LogWriter
@@ -95,8 +101,13 @@ class MetricsLog:
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in (
                         "epoch", "step", "global_step", "steps_per_epoch", "time"):
                     self.vdl.add_scalar(f"{kind}/{key}", value, row["global_step"])
+        if self.curves is not None and row["kind"] == "epoch" and "val_top1" in row:
+            self.curves.refresh()
 
     def close(self) -> None:
         if self.vdl is not None:
             self.vdl.close()
             self.vdl = None
+        if self.curves is not None:
+            self.curves.finish()
+            self.curves = None

@@ -1,5 +1,9 @@
 """Frame extraction: ``<src>/<Class>/<video><ext>`` -> ``<dst>/<Class>/<video>/img_00001.jpg``.
 
+Videos directly under ``<src>`` (a flat Kinetics copy) go to ``<dst>/<video>/``; ``ext`` may list
+several extensions (``.mp4,.webm,.mkv``); of two files differing only in extension the first
+in sorted order is extracted and the other named in the report (``duplicates``).
+
 - Frames are decoded with OpenCV and counted; JPEGs hold the RGB content (written via BGR as
   OpenCV expects), optionally resized to a given short side.
 - Atomic per video: frames go to ``<video>.tmp-<pid>`` and the folder is renamed when complete,
@@ -32,6 +36,30 @@ def find_videos(src_root, ext=".avi"):
             videos.extend(f"{class_name}/{name[:-len(ext)]}" for name in sorted(os.listdir(folder))
                           if name.endswith(ext))
     return videos
+
+
+def find_video_files(src_root, ext=".avi"):
+    """([(name, file)], [(file, kept file)]): sorted videos with an extension of ``ext`` (one,
+    or several separated by commas) in class folders or directly under src_root; ``name`` is
+    the file's path relative to src_root without extension, ``file`` with it."""
+    exts = tuple(e.strip() for e in ext.split(",") if e.strip())
+    files = []
+    for entry in sorted(os.listdir(src_root)):
+        path = os.path.join(src_root, entry)
+        if os.path.isdir(path):
+            files.extend(f"{entry}/{name}" for name in sorted(os.listdir(path))
+                         if name.endswith(exts) and not name.startswith("."))
+        elif entry.endswith(exts) and not entry.startswith("."):
+            files.append(entry)
+    videos, duplicates, kept = [], [], {}
+    for file in sorted(files):
+        name = os.path.splitext(file)[0]
+        if name in kept:
+            duplicates.append((file, kept[name]))
+        else:
+            kept[name] = file
+            videos.append((name, file))
+    return videos, duplicates
 
 
 def _remove_stale_temps(dst_dir):
@@ -124,16 +152,16 @@ class Progress:
 def extract_all(src_root, dst_root, workers=1, short_side=None, template=DEFAULT_FRAME_TEMPLATE,
                 ext=".avi", max_missing_frames=0, progress_stream=None):
     """Extract every video under src_root; write and return the report dict."""
-    videos = find_videos(src_root, ext)
+    videos, duplicates = find_video_files(src_root, ext)
     if not videos:
         raise FileNotFoundError(f"no '*{ext}' videos in class folders under {src_root}")
     todo, skipped = [], 0
-    for video in videos:
+    for video, file in videos:
         dst_dir = os.path.join(dst_root, video)
         if os.path.isdir(dst_dir):
             skipped += 1
         else:
-            todo.append((video, os.path.join(src_root, video + ext), dst_dir, template,
+            todo.append((video, os.path.join(src_root, file), dst_dir, template,
                          short_side, max_missing_frames))
     progress = Progress(len(todo), progress_stream, "extract ")
     frames, failed = {}, []
@@ -148,6 +176,7 @@ def extract_all(src_root, dst_root, workers=1, short_side=None, template=DEFAULT
     report = {"source": os.path.abspath(src_root), "total": len(videos),
               "extracted": len(frames), "skipped_complete": skipped,
               "failed_count": len(failed), "failed": sorted(failed, key=lambda f: f["video"]),
-              "frames": dict(sorted(frames.items()))}
+              "frames": dict(sorted(frames.items())),
+              "duplicates": [{"file": f, "extracted": k} for f, k in duplicates]}
     atomic_write_text(os.path.join(dst_root, "extract_report.json"), json.dumps(report, indent=1))
     return report

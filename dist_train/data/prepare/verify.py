@@ -30,7 +30,7 @@ def _check_images(args):
 def verify_dataset(frames_root, list_paths, template="img_{:05d}.jpg", num_classes=None,
                    decode=True, workers=1):
     """Return {'videos': n, 'lists': [...], 'problems': [str, ...]} (empty problems = healthy)."""
-    problems, seen, class_label, label_class = [], {}, {}, {}
+    problems, seen, class_label, label_class, labels = [], {}, {}, {}, set()
     image_jobs, total = [], 0
     unique_paths = list(dict.fromkeys(os.path.abspath(p) for p in list_paths))
     for list_path in unique_paths:
@@ -40,13 +40,15 @@ def verify_dataset(frames_root, list_paths, template="img_{:05d}.jpg", num_class
             if entry.video in seen:
                 problems.append(f"{where}: {entry.video} duplicates {seen[entry.video]}")
             seen.setdefault(entry.video, where)
-            class_name = entry.video.split("/")[0]
-            if class_label.setdefault(class_name, entry.label) != entry.label:
-                problems.append(f"{where}: class {class_name} has label {entry.label}, elsewhere "
-                                f"{class_label[class_name]}")
-            if label_class.setdefault(entry.label, class_name) != class_name:
-                problems.append(f"{where}: label {entry.label} is used by {class_name} and "
-                                f"{label_class[entry.label]}")
+            class_name, in_folder, _ = entry.video.partition("/")
+            labels.add(entry.label)
+            if in_folder:  # flat layouts (Kinetics) name classes only in their class index
+                if class_label.setdefault(class_name, entry.label) != entry.label:
+                    problems.append(f"{where}: class {class_name} has label {entry.label}, "
+                                    f"elsewhere {class_label[class_name]}")
+                if label_class.setdefault(entry.label, class_name) != class_name:
+                    problems.append(f"{where}: label {entry.label} is used by {class_name} and "
+                                    f"{label_class[entry.label]}")
             if num_classes is not None and not 0 <= entry.label < num_classes:
                 problems.append(f"{where}: label {entry.label} outside 0..{num_classes - 1}")
             on_disk, problem = count_video_frames(frames_root, entry.video, template)
@@ -58,11 +60,11 @@ def verify_dataset(frames_root, list_paths, template="img_{:05d}.jpg", num_class
                                 f"{on_disk}")
             if decode and on_disk:
                 image_jobs.append((folder, template, on_disk))
-    if num_classes is None and label_class:
-        labels = sorted(label_class)
-        if labels != list(range(len(labels))):
-            problems.append(f"labels are not 0..{len(labels) - 1} without gaps: "
-                            f"missing {sorted(set(range(labels[-1] + 1)) - set(labels))}")
+    if num_classes is None and labels:
+        ordered = sorted(labels)
+        if ordered != list(range(len(ordered))):
+            problems.append(f"labels are not 0..{len(ordered) - 1} without gaps: "
+                            f"missing {sorted(set(range(ordered[-1] + 1)) - labels)}")
     if image_jobs:
         if workers > 1:
             with multiprocessing.get_context("fork").Pool(workers) as pool:
@@ -71,5 +73,5 @@ def verify_dataset(frames_root, list_paths, template="img_{:05d}.jpg", num_class
             results = map(_check_images, image_jobs)
         for found in results:
             problems.extend(found)
-    return {"videos": total, "lists": unique_paths, "classes": len(class_label),
+    return {"videos": total, "lists": unique_paths, "classes": len(labels),
             "problems": problems}
