@@ -56,7 +56,9 @@ def assert_close_relative(got, want, rel=1e-4):
 
 # (model, shortcut, file name, key prefix, num_batches_tracked, legacy non-zip file, input
 # [N, 3, T, H, W]). At 8x32x32 layer3/4 have temporal size 1; resnet-18 B runs at the
-# networks' real 16x112x112, DenseNet needs T >= 16 (its three transitions halve T).
+# networks' real 16x112x112, DenseNet needs T >= 16 (its three transitions halve T). Wide
+# ResNet-50 is the bottleneck of resnet-50 with other widths: the manifest test checks its keys
+# and shapes (its logits cost ~25 s).
 CASES = [
     ("resnet-18", "A", "resnet-18-kinetics.pth", "module.module.", False, True, (2, 8, 32)),
     ("resnet-18", "B", "r3d18_K_200ep.pth", "", True, False, (1, 16, 112)),
@@ -64,7 +66,6 @@ CASES = [
     ("resnext-101", "B", "resnext-101-kinetics.pth", "", True, False, (2, 8, 32)),
     ("preresnet-18", "A", "preresnet-18-kinetics.pth", "module.", False, True, (2, 8, 32)),
     ("preresnet-50", "B", "preresnet-50-kinetics.pth", "module.", False, False, (2, 8, 32)),
-    ("wideresnet-50", "B", "wideresnet-50-kinetics.pth", "module.", False, False, (2, 8, 32)),
     ("densenet-121", None, "densenet-121-kinetics.pth", "module.", False, True, (2, 16, 32)),
 ]
 

@@ -1,10 +1,11 @@
 """Fine-tuning through train.py: start from ``model.pretrained`` (another class count: a new
 head), train from ``model.ft_begin_module`` with frozen BatchNorm and the pretrained-lr
-multiplier, on 1 rank, 1 rank x 2 accumulation steps and 2 ranks.
+multiplier, on 1 rank, 1 rank x 2 accumulation steps and 2 ranks x 2 accumulation steps (the
+trainer's shared-memory gradient average after the last micro-batch).
 
 With BatchNorm frozen every clip's forward pass is independent of the others, so splitting the
 global batch over ranks or micro-batches is the same computation: 1 rank x accumulation 2 ==
-2 ranks == 1 rank (up to summation order).
+2 ranks x accumulation 2 == 1 rank (up to summation order).
 """
 import os
 
@@ -109,7 +110,7 @@ def test_loaded_layers_step_at_the_multiplied_lr(setup, one_rank, tmp_path):
 @pytest.mark.paddle2
 @pytest.mark.multiproc
 def test_accumulation_and_two_ranks_equal_one_rank_with_frozen_bn(setup, one_rank, tmp_path):
-    """1 rank x 2 micro-batches and 2 ranks (each its own loader and BN-free batch split) end
+    """1 rank x 2 micro-batches and 2 ranks x 2 micro-batches (each rank its own loader) end
     where 1 rank does, up to float32 summation order (measured: ~1e-7); the frozen weights stay
     bitwise."""
     _, _, _, pretrained = setup
@@ -117,9 +118,12 @@ def test_accumulation_and_two_ranks_equal_one_rank_with_frozen_bn(setup, one_ran
     accum, two = str(tmp_path / "accum"), str(tmp_path / "two")
     run_cli(["dist_train/train.py", "-c", cfg, "-o", f"run.dir={accum}", "-o",
              "train.accum_steps=2"])
-    launch(["dist_train/train.py", "-c", cfg, "-o", f"run.dir={two}"], str(tmp_path / "log"))
+    launch(["dist_train/train.py", "-c", cfg, "-o", f"run.dir={two}", "-o", "train.accum_steps=2"],
+           str(tmp_path / "log"))
     with open(os.path.join(two, "train.log")) as f:
-        assert "2 ranks x 1 micro-steps x 4 clips" in f.read()
+        log = f.read()
+    assert "2 ranks x 2 micro-steps x 2 clips" in log
+    assert "gradients averaged through shared memory" in log
     reference = step_weights(run, 4)
     layer4 = [k for k in reference if k.startswith("layer4.")]
     moved = relative_difference({k: pretrained[k] for k in layer4}, {k: reference[k] for k in layer4})
