@@ -231,8 +231,8 @@ class ShmBatchLoader:
                 self._tasks.put(None)
         for worker in workers:
             worker.join(timeout=5)
-            if worker.is_alive():
-                worker.terminate()
+            if worker.is_alive():  # still busy after its grace period; it ignores SIGTERM
+                worker.kill()
                 worker.join()
         if workers:
             for reader in self._results:
