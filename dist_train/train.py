@@ -15,7 +15,7 @@ SIGTERM/SIGINT: the ranks agree (one all-reduce per step) to stop after the same
 checkpoint there, shut the loaders down, rank 0 writes ``<run.dir>/PREEMPTED``, and every rank
 exits with preempt.PREEMPTED_EXIT_CODE (75); see dist_train/training/preempt.py.
 ``DIST_TRAIN_SAMPLE_LOG=1`` (tests): each rank appends, per global step, the dataset keys of
-its share of the batch (the loaders yield the sampler's batches in order) to
+its share of the batch and a hash of every clip (and label) the loader delivered to
 ``<run.dir>/samples.rank<R>.jsonl``; a resume cuts the file back to the checkpoint's step.
 """
 from __future__ import annotations

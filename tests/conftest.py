@@ -1,11 +1,14 @@
-"""Suite-wide rules: a skipped test or a selected test that did not pass fails the run."""
+"""Suite-wide rules: a skipped test, a module skipped or broken at collection (e.g. a
+module-level ``pytest.importorskip``), or a selected test that did not pass fails the run; so
+does a run selecting fewer tests than ``$DIST_TRAIN_MIN_TESTS`` (scripts/test.sh passes each
+leg's committed floor from tests/MIN_TESTS)."""
 from __future__ import annotations
 
 import os
 
 import pytest
 
-_outcomes = {"passed": 0, "passed_functions": set(), "skipped": [], "other": []}
+_outcomes = {"passed": 0, "passed_functions": set(), "skipped": [], "collection": []}
 
 
 def _function_id(nodeid: str) -> str:
@@ -26,6 +29,15 @@ def _missing_expected() -> list[str]:
     return sorted(expected - _outcomes["passed_functions"])
 
 
+def pytest_collectreport(report):
+    """A module that skips or fails while being collected takes all its tests with it, before
+    any per-test report exists: record it here."""
+    if report.skipped or report.failed:
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _outcomes["collection"].append(f"{report.nodeid} ({report.outcome}: "
+                                       f"{str(reason).strip().splitlines()[-1][:200]})")
+
+
 def pytest_runtest_logreport(report):
     if report.when == "call" and report.passed:
         _outcomes["passed"] += 1
@@ -41,6 +53,9 @@ def pytest_sessionfinish(session, exitstatus):
     selected = len(session.items)
     minimum = int(os.environ.get("DIST_TRAIN_MIN_TESTS", "1"))
     problems = []
+    if _outcomes["collection"]:
+        problems.append(f"{len(_outcomes['collection'])} module(s) not collected: "
+                        f"{_outcomes['collection'][:5]}")
     if _outcomes["skipped"]:
         problems.append(f"{len(_outcomes['skipped'])} test(s) skipped: {_outcomes['skipped'][:5]}")
     if _outcomes["passed"] != selected:
@@ -54,8 +69,3 @@ def pytest_sessionfinish(session, exitstatus):
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
             "conftest: suite rules violated: " + "; ".join(problems), red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-@pytest.fixture
-def repo_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

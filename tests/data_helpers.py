@@ -32,6 +32,14 @@ def write_frame_folder(root, video, frames, template=PNG_TEMPLATE, skip=()):
     return folder
 
 
+def textured(count, height, width, seed=0):
+    """Noise on a diagonal ramp, lightly blurred: every pixel differs from its neighbours."""
+    rng = np.random.default_rng(seed)
+    ramp = (np.arange(height)[:, None] + 2 * np.arange(width)[None, :]) % 180
+    frames = rng.integers(0, 76, (count, height, width, 3)) + ramp[None, :, :, None]
+    return np.stack([cv2.GaussianBlur(f.astype(np.uint8), (3, 3), 0.8) for f in frames])
+
+
 def write_avi(path, frames, fourcc="MJPG", fps=25):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     height, width = frames[0].shape[:2]

@@ -1,4 +1,5 @@
-"""Run under paddle.distributed.launch: iterate the train and eval loaders of this rank and write
+"""Run under paddle.distributed.launch: iterate the train and eval loaders of this rank (the
+trainer's default shared-memory loader; ``--loader stock`` for paddle.io.DataLoader) and write
 (key, clip hash) per sample to OUT/rank<r>.json (see tests/test_data_multiproc.py)."""
 import argparse
 import hashlib
@@ -8,10 +9,9 @@ import os
 from dist_train import dist  # before paddle: Paddle 2.6 breaks PNG decoding otherwise (compat.py)
 from dist_train.data.datasets import EvalClipDataset, TrainClipDataset
 from dist_train.data.lists import read_list
+from dist_train.data.loader import make_loader
 from dist_train.data.readers import FrameFolderReader
 from dist_train.data.sampler import EvalBatchSampler, GlobalBatchSampler
-
-import paddle  # noqa: E402  (after dist_train, see above)
 
 TEMPLATE = "img_{:05d}.png"
 
@@ -20,13 +20,15 @@ def clip_hash(clip):
     return hashlib.sha1(clip.tobytes()).hexdigest()
 
 
-def train_records(dataset, sampler, workers):
-    loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=workers)
+def train_records(dataset, sampler, workers, kind):
+    loader = make_loader(dataset, sampler, workers, kind)
     records = []
     for step, (keys, (clips, labels)) in enumerate(zip(list(sampler), loader)):
         clips, labels = clips.numpy(), labels.numpy()
         records.extend([sampler.start_step + step, e, i, int(labels[k]), clip_hash(clips[k])]
                        for k, (e, i) in enumerate(keys))
+    if hasattr(loader, "close"):
+        loader.close()
     return records
 
 
@@ -36,6 +38,7 @@ def main(argv=None):
         parser.add_argument(name, required=True)
     for name, default in (("--seed", 0), ("--batch", 4), ("--workers", 2), ("--resume-step", 2)):
         parser.add_argument(name, type=int, default=default)
+    parser.add_argument("--loader", default="shm", choices=["shm", "stock"])
     args = parser.parse_args(argv)
     dist.init()
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -45,17 +48,18 @@ def main(argv=None):
     out = {"rank": rank, "world": world, "epochs": [], "resumed": [], "eval": []}
     for epoch in (0, 1):
         sampler = GlobalBatchSampler(len(train), args.batch, rank, world, args.seed, epoch)
-        out["epochs"].append(train_records(train, sampler, args.workers))
+        out["epochs"].append(train_records(train, sampler, args.workers, args.loader))
     resumed = GlobalBatchSampler(len(train), args.batch, rank, world, args.seed, epoch=1,
                                  start_step=args.resume_step)
-    out["resumed"] = train_records(train, resumed, args.workers)
+    out["resumed"] = train_records(train, resumed, args.workers, args.loader)
     evaluation = EvalClipDataset(entries, reader, clip_len=6, crop_size=16, mode="test")
-    loader = paddle.io.DataLoader(evaluation, batch_sampler=EvalBatchSampler(evaluation, 3, rank,
-                                                                             world),
-                                  num_workers=args.workers)
+    loader = make_loader(evaluation, EvalBatchSampler(evaluation, 3, rank, world), args.workers,
+                         args.loader)
     for clips, labels, videos, clip_indices in loader:
         out["eval"].extend([int(v), int(c), clip_hash(x)] for x, v, c in
                            zip(clips.numpy(), videos.numpy(), clip_indices.numpy()))
+    if hasattr(loader, "close"):
+        loader.close()
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"rank{rank}.json"), "w") as f:
         json.dump(out, f)

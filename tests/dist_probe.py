@@ -29,8 +29,9 @@ def main(out_dir: str) -> None:
     dist.barrier("slow_rank", timeout_s=30)
     result["barrier_wait_s"] = time.monotonic() - start
     if rank == 1:  # never arrives at the next barrier; stays alive past rank 0's timeout
-        time.sleep(6)
+        time.sleep(3.5)
         result["absent"] = True
+        result["back_at"] = time.time()  # wall clock: rank 0's timeout must come before this
     else:
         start = time.monotonic()
         try:
@@ -39,6 +40,7 @@ def main(out_dir: str) -> None:
         except dist.BarrierTimeout as e:
             result["timeout_error"] = str(e)
         result["timeout_wait_s"] = time.monotonic() - start
+        result["timeout_at"] = time.time()
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(result, f)
 

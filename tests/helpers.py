@@ -1,6 +1,7 @@
 """Shared test utilities: running CLIs and multi-process jobs through paddle.distributed.launch."""
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import signal
@@ -46,6 +47,24 @@ def run_in_own_group(cmd: list[str], timeout: float, cwd: str, env: dict[str, st
             except ProcessLookupError:
                 pass
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
+@contextlib.contextmanager
+def popen_in_own_group(cmd: list[str], cwd: str | None = None, env: dict[str, str] | None = None):
+    """``subprocess.Popen`` (stdout and stderr merged, text) in a new session, for tests that
+    signal or watch a running job; leaving the block (normally, on a failed assertion or a
+    timeout) SIGKILLs the whole process group, so no launcher, rank or loader worker outlives
+    the test."""
+    proc = subprocess.Popen(cmd, cwd=cwd or REPO, env=env or child_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
 
 
 def worker_logs(log_dir: str) -> str:

@@ -2,8 +2,8 @@
 
 Writes <out>/worker_pid once data flows, <out>/flag when SIGTERM set the stop flag, and
 <out>/after_flag with the number of batches received since. The dataset sleeps 30 s per item
-while <out>/slow exists, so a worker is busy (not polling Paddle's own parent check) when the
-test kills its parent."""
+while <out>/slow exists (and writes <out>/busy when it starts such an item), so a worker is busy
+(not polling Paddle's own parent check) when the test kills its parent."""
 import os
 import sys
 import time
@@ -23,7 +23,11 @@ class PidDataset(paddle.io.Dataset):
         return 1_000_000
 
     def __getitem__(self, index):
-        time.sleep(30 if os.path.exists(os.path.join(self.out_dir, "slow")) else 0.02)
+        if os.path.exists(os.path.join(self.out_dir, "slow")):
+            _write(os.path.join(self.out_dir, "busy"), str(os.getpid()))  # the test waits for it
+            time.sleep(30)
+        else:
+            time.sleep(0.02)
         return np.array([os.getpid(), index], dtype=np.int64)
 
 

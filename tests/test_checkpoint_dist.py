@@ -17,6 +17,7 @@ from helpers import launch
 pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)
 
 
+@pytest.mark.multiproc
 def test_two_ranks_save_gather_and_resume_across_world_sizes(tmp_path, caplog):
     model, opt, sched, scaler = make_training(seed=3)
     for step in range(2):

@@ -16,12 +16,12 @@ from torch_twins import randomize_batch_norm, save_like_released, twin  # noqa: 
 
 from dist_train.models import build_model  # noqa: E402
 from dist_train.models.convert import (StateDictMismatch, convert_checkpoint,  # noqa: E402
-                                       converted_model_logits, meta_path_for,
-                                       verification_input)
+                                       converted_model_logits, infer_shortcut, meta_path_for,
+                                       rename_torch_keys, verification_input)
 from dist_train.safeload import restricted_load  # noqa: E402
+from helpers import REPO  # noqa: E402
 
 pytestmark = pytest.mark.torch
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_cli(relpath):
@@ -34,7 +34,8 @@ def load_cli(relpath):
 
 def paddle_logits(dst, x):
     meta = json.load(open(meta_path_for(dst)))
-    model = build_model(meta["model"], meta["num_classes"], shortcut=meta["shortcut"])
+    options = {"shortcut": meta["shortcut"]} if meta["shortcut"] else {}
+    model = build_model(meta["model"], meta["num_classes"], **options)
     model.set_state_dict(restricted_load(dst))
     model.eval()
     with paddle.no_grad():
@@ -53,27 +54,66 @@ def assert_close_relative(got, want, rel=1e-4):
     assert np.abs(got - want).max() <= rel * scale, (np.abs(got - want).max(), scale)
 
 
-# (model, shortcut, file name, key prefix, num_batches_tracked, legacy non-zip file)
+# (model, shortcut, file name, key prefix, num_batches_tracked, legacy non-zip file, input
+# [N, 3, T, H, W]). At 8x32x32 layer3/4 have temporal size 1; resnet-18 B runs at the
+# networks' real 16x112x112, DenseNet needs T >= 16 (its three transitions halve T). Wide
+# ResNet-50 is the bottleneck of resnet-50 with other widths: the manifest test checks its keys
+# and shapes (its logits cost ~25 s).
 CASES = [
-    ("resnet-18", "A", "resnet-18-kinetics.pth", "module.module.", False, True),
-    ("resnet-18", "B", "r3d18_K_200ep.pth", "", True, False),
-    ("resnet-50", "B", "resnet-50-kinetics.pth", "module.", False, False),
-    ("resnext-101", "B", "resnext-101-kinetics.pth", "", True, False),
+    ("resnet-18", "A", "resnet-18-kinetics.pth", "module.module.", False, True, (2, 8, 32)),
+    ("resnet-18", "B", "r3d18_K_200ep.pth", "", True, False, (1, 16, 112)),
+    ("resnet-50", "B", "resnet-50-kinetics.pth", "module.", False, False, (2, 8, 32)),
+    ("resnext-101", "B", "resnext-101-kinetics.pth", "", True, False, (2, 8, 32)),
+    ("preresnet-18", "A", "preresnet-18-kinetics.pth", "module.", False, True, (2, 8, 32)),
+    ("preresnet-50", "B", "preresnet-50-kinetics.pth", "module.", False, False, (2, 8, 32)),
+    ("densenet-121", None, "densenet-121-kinetics.pth", "module.", False, True, (2, 16, 32)),
 ]
 
 
-@pytest.mark.parametrize("name,shortcut,filename,prefix,nbt,legacy", CASES)
-def test_converted_logits_match_pytorch(tmp_path, name, shortcut, filename, prefix, nbt, legacy):
+@pytest.mark.parametrize("name,shortcut,filename,prefix,nbt,legacy,size", CASES)
+def test_converted_logits_match_pytorch(tmp_path, name, shortcut, filename, prefix, nbt, legacy,
+                                        size):
     torch.manual_seed(0)
-    net = randomize_batch_norm(twin(name, shortcut, num_classes=400), seed=1)
+    net = randomize_batch_norm(twin(name, shortcut or "B", num_classes=400), seed=1)
     src = tmp_path / filename
     save_like_released(net, src, prefix, nbt, legacy, arch=name)
     meta = convert_checkpoint(src, tmp_path / "out.pdparams", name)  # shortcut read from file
     assert meta["shortcut"] == shortcut and meta["num_classes"] == 400
-    paddle_keys = build_model(name, 400, shortcut=shortcut).state_dict()
+    options = {"shortcut": shortcut} if shortcut else {}
+    paddle_keys = build_model(name, 400, **options).state_dict()
     assert meta["converted_keys"] == len(paddle_keys)
-    x = np.random.RandomState(3).standard_normal((2, 3, 8, 32, 32)).astype(np.float32)
+    batch, frames, side = size
+    x = np.random.RandomState(3).standard_normal((batch, 3, frames, side, side)).astype(np.float32)
     assert_close_relative(paddle_logits(meta["dst"], x), torch_logits(net, x))
+
+
+def test_manifest_matches_the_twins_and_the_converter_consumes_exactly_its_keys():
+    """tests/manifests/released_checkpoint_keys.json (derived from the reference code's module
+    structure, with the released files' quirks; see tests/make_converter_manifest.py): the twins
+    still produce it, and the converter turns exactly its keys into exactly the Paddle model's
+    keys and shapes."""
+    from make_converter_manifest import OUT, RELEASED, released_keys
+
+    with open(OUT) as f:
+        manifest = json.load(f)
+    assert set(manifest["files"]) == set(RELEASED) and "DERIVED" in manifest["derived"]
+    for name, entry in manifest["files"].items():
+        keys = entry["keys"]
+        assert released_keys(entry["model"], entry["shortcut"]) == keys, name
+        assert all(k.startswith("module.") and not k.endswith("num_batches_tracked") for k in keys)
+        renamed = rename_torch_keys({k: tuple(shape) for k, shape in keys.items()})
+        assert len(renamed) == len(keys), name  # nothing dropped, nothing merged
+        options = {"shortcut": entry["shortcut"]} if entry["shortcut"] else {}
+        with paddle.LazyGuard():
+            model = build_model(entry["model"], entry["num_classes"], **options)
+        linear = {f"{n}.weight" for n, layer in model.named_sublayers()
+                  if isinstance(layer, paddle.nn.Linear)}
+        got = {k: list(shape)[::-1] if k in linear else list(shape) for k, shape in renamed.items()}
+        assert got == {k: list(v.shape) for k, v in model.state_dict().items()}, name
+        if entry["shortcut"]:
+            assert infer_shortcut(renamed) == entry["shortcut"], name
+    dense = manifest["files"]["densenet-121-kinetics.pth"]["keys"]
+    assert "module.features.denseblock1.denselayer1.norm.1.running_mean" in dense
 
 
 def test_cli_verify_prints_logits_matching_pytorch(tmp_path, capsys):

@@ -6,7 +6,6 @@ count, it reports 0 when CUDA_VISIBLE_DEVICES is set and blank), and the ranks i
 import json
 import os
 import shlex
-import subprocess
 
 import pytest
 
@@ -29,8 +28,7 @@ def dry_run(args, **env):
     full.pop("CUDA_VISIBLE_DEVICES", None)
     full.pop("DIST_TRAIN_GPUS", None)
     full.update(env)
-    proc = subprocess.run([os.path.join(REPO, "launch.sh"), "--dry-run", *args], cwd=REPO,
-                          env=full, capture_output=True, text=True, timeout=120)
+    proc = run_in_own_group([os.path.join(REPO, "launch.sh"), "--dry-run", *args], 120, REPO, full)
     assert proc.returncode == 0, proc.stderr
     return shlex.split(proc.stdout)
 

@@ -7,14 +7,12 @@ The export + predict round trip on each version alone is tests/test_export_predi
 PIR on 3.x, legacy on 2.6.2 in leg 2)."""
 import json
 import os
-import subprocess
 
 import numpy as np
 import pytest
 
 from dist_train import compat
-from helpers import PYTHON, REPO, run_cli
-from helpers import child_env
+from helpers import PYTHON, REPO, child_env, run_cli, run_in_own_group
 from videoeval_fixtures import CLASSES, VIDEOS, make_fixture
 
 PADDLE2_VENV = os.path.join(REPO, ".venv-paddle2")
@@ -24,8 +22,8 @@ SETUP_HINT = ("create it with: DIST_TRAIN_VENV=.venv-paddle2 DIST_TRAIN_PADDLE=p
 
 
 def _paddle_version(python):
-    proc = subprocess.run([python, "-c", "import paddle; print(paddle.__version__)"],
-                          capture_output=True, text=True, timeout=120, env=child_env())
+    proc = run_in_own_group([python, "-c", "import paddle; print(paddle.__version__)"], 120, REPO,
+                            child_env())
     assert proc.returncode == 0, f"{python} cannot import paddle:\n{proc.stderr[-3000:]}\n{SETUP_HINT}"
     return proc.stdout.strip().splitlines()[-1]
 

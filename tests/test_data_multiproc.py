@@ -42,7 +42,9 @@ def run_probe(root, out, argv_extra=(), nproc=None):
 
 
 def test_two_ranks_two_workers_equal_one_rank_no_workers(noise_dataset, tmp_path):
-    (single,) = run_probe(noise_dataset, tmp_path / "one", ["--workers", "0"])
+    # the reference through paddle.io.DataLoader, the 2 ranks through the trainer's default
+    # shared-memory loader
+    (single,) = run_probe(noise_dataset, tmp_path / "one", ["--workers", "0", "--loader", "stock"])
     both = run_probe(noise_dataset, tmp_path / "two", ["--workers", "2"], nproc=2)
     assert [r["world"] for r in both] == [2, 2] and [r["rank"] for r in both] == [0, 1]
     for epoch in (0, 1):

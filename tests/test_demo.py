@@ -4,11 +4,10 @@ everything and does not train again."""
 import json
 import os
 import re
-import subprocess
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, run_in_own_group
 
 pytestmark = pytest.mark.multiproc
 
@@ -17,8 +16,7 @@ def run_quick_demo(data, run):
     env = dict(os.environ, DIST_TRAIN_SKIP_SETUP="1", DIST_TRAIN_DEMO_DATA=str(data),
                DIST_TRAIN_DEMO_RUN=str(run))
     env.pop("OMP_NUM_THREADS", None)
-    proc = subprocess.run([os.path.join(REPO, "launch.sh"), "--quick"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = run_in_own_group([os.path.join(REPO, "launch.sh"), "--quick"], 600, REPO, env)
     logs = ""
     for name in sorted(os.listdir(run / "launch_logs")) if (run / "launch_logs").exists() else []:
         logs += open(run / "launch_logs" / name, errors="replace").read()[-2000:]
@@ -74,7 +72,6 @@ def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path):
 
 
 def test_demo_rejects_arguments_it_does_not_know():
-    proc = subprocess.run([os.path.join(REPO, "launch.sh"), "--quick", "--nproc", "1"], cwd=REPO,
-                          capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, DIST_TRAIN_SKIP_SETUP="1"))
+    proc = run_in_own_group([os.path.join(REPO, "launch.sh"), "--quick", "--nproc", "1"], 60, REPO,
+                            dict(os.environ, DIST_TRAIN_SKIP_SETUP="1"))
     assert proc.returncode == 2 and "unknown argument '--nproc'" in proc.stderr

@@ -35,11 +35,13 @@ def test_two_ranks_under_launcher(tmp_path):
         assert [g["rank"] for g in res["gathered"]] == [0, 1]
         assert [len(g["payload"]) for g in res["gathered"]] == [3, 1003]
         assert res["broadcast"] == {"from": 0, "list": [0, 1]}
-    # rank 1 slept 1.5 s before the barrier: rank 0 really waited for it
+    # rank 1 slept 1.5 s before the barrier: rank 0 really waited for it, rank 1 (last) less
+    # (no upper bounds on waits: a loaded machine stretches them)
     assert r0["barrier_wait_s"] > 1.2
-    assert r1["barrier_wait_s"] < 1.0
-    # rank 1 never reached the second barrier: rank 0 failed after its 2 s timeout, naming rank 1
+    assert r1["barrier_wait_s"] < r0["barrier_wait_s"]
+    # rank 1 never reached the second barrier: rank 0 failed after its 2 s timeout, naming rank 1,
+    # while rank 1 was still alive (before its 3.5 s sleep ended)
     assert r0["timeout_error"] is not None and "[1]" in r0["timeout_error"]
     assert "never" in r0["timeout_error"]
-    assert 1.9 < r0["timeout_wait_s"] < 5.0
+    assert r0["timeout_wait_s"] > 1.9 and r0["timeout_at"] < r1["back_at"]
     assert r1["absent"] is True

@@ -6,8 +6,8 @@ import pytest
 
 from dist_train.models import build_model
 from dist_train.models.finetune import (StateDictMismatch, freeze_bn, load_pretrained,
-                                        param_groups, set_ft_begin_module,
-                                        split_pretrained_params)
+                                        set_ft_begin_module, split_pretrained_params)
+from dist_train.training.optim import param_groups
 
 pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2
 
@@ -78,13 +78,22 @@ def test_ft_begin_module_trains_only_the_tail_and_bn_stats_still_update():
     assert len(set_ft_begin_module(build_model("resnet-18", 10, **TINY), "")) == 1 + 2 + 8 * 6 + 2
 
 
-def test_pretrained_lr_multiplier():
+@pytest.mark.parametrize("no_decay_bn_bias", [False, True])
+def test_pretrained_lr_multiplier_of_the_trainers_optimizer_groups(no_decay_bn_bias):
+    """training/optim.py's param_groups (what build_optimizer uses): loaded layers at the
+    multiplied lr, the head at the base lr; one group per (lr, decay) without weights."""
     model = build_model("resnet-18", 10, **TINY)
     set_ft_begin_module(model, "layer4")
     pretrained, head = split_pretrained_params(model)
     assert [p.name for p in head] == [model.fc.weight.name, model.fc.bias.name]
     assert all(not p.stop_gradient for p in pretrained) and len(pretrained) == 2 * 6  # 2 blocks
-    optimizer = paddle.optimizer.SGD(learning_rate=1.0, parameters=param_groups(model, 0.1))
+    plain = param_groups(model, 0.0, no_decay_bn_bias, pretrained_lr_mult=0.1, has_pretrained=False)
+    assert {g["learning_rate"] for g in plain} == {1.0}
+    groups = param_groups(model, 0.0, no_decay_bn_bias, pretrained_lr_mult=0.1, has_pretrained=True)
+    assert len(groups) == (4 if no_decay_bn_bias else 2)
+    by_id = {id(p): g["learning_rate"] for g in groups for p in g["params"]}
+    assert by_id == {**{id(p): 0.1 for p in pretrained}, **{id(p): 1.0 for p in head}}
+    optimizer = paddle.optimizer.SGD(learning_rate=1.0, parameters=groups)
     before = {p.name: p.numpy().copy() for p in pretrained + head}
     model.train()
     model(clip()).sum().backward()

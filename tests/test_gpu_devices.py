@@ -4,14 +4,13 @@ here on the printed command), launch.sh refusing a --devices label that is not v
 demo's global batch rounded up to a multiple of any GPU count with the lr scaled."""
 import os
 import shlex
-import subprocess
 
 import pytest
 
 from dist_train.config import load_config
 from dist_train.training.loop import check_batch
 from dist_train.training.optim import scaled_base_lr
-from helpers import REPO, child_env, run_cli
+from helpers import REPO, child_env, run_cli, run_in_own_group
 
 PADDLE_SELECTION = """
 import sys
@@ -24,7 +23,7 @@ def run(args, **env):
     full = dict(os.environ, DIST_TRAIN_SKIP_SETUP="1")
     full.pop("CUDA_VISIBLE_DEVICES", None)
     full.update(env)
-    return subprocess.run(args, cwd=REPO, env=full, capture_output=True, text=True, timeout=120)
+    return run_in_own_group(args, 120, REPO, full)
 
 
 @pytest.mark.parametrize("visible", ["3", "2,5"])

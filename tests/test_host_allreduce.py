@@ -24,7 +24,10 @@ def test_shared_memory_sums_equal_gloo_and_leave_no_file(tmp_path):
     for record in records:  # the same error on every rank, after the same collective
         assert "parameter 'b2' has a gradient on 1 of 2 ranks" in record["unused_error"]
     assert "rank(s) [1] did not arrive within 0.5 s" in records[0]["timeout_error"]
-    assert records[0]["late_rank_wait_s"] >= 0.25 and records[1]["late_rank_wait_s"] < 0.1
+    # rank 1 arrived 0.3 s late: rank 0 waited for it, rank 1 (last) less (no fixed upper bound:
+    # a loaded machine stretches waits)
+    assert records[0]["late_rank_wait_s"] >= 0.25
+    assert records[1]["late_rank_wait_s"] < records[0]["late_rank_wait_s"]
 
 
 def test_one_process_or_disabled_means_no_shared_memory(monkeypatch):
@@ -74,8 +77,8 @@ def test_numpy_view_refuses_what_it_cannot_alias():
     weight = paddle.create_parameter([3, 4], "float32")
     (paddle.ones([2, 3]) @ weight).sum().backward()
     strided = weight.t()
-    if hasattr(strided, "is_contiguous") and not strided.is_contiguous():
-        with pytest.raises(ValueError, match=r"numpy_view: w \(shape \[4, 3\]\) is not contiguous"):
-            numpy_view(strided, "w")
+    assert not strided.is_contiguous()  # a strided view on both Paddle versions: asserted, not assumed
+    with pytest.raises(ValueError, match=r"numpy_view: w \(shape \[4, 3\]\) is not contiguous"):
+        numpy_view(strided, "w")
     with pytest.raises(TypeError, match="numpy_view: b has dtype bfloat16"):
         numpy_view(paddle.ones([2]).astype("bfloat16"), "b")

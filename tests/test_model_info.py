@@ -3,17 +3,16 @@ GMACs case, ResNet-18 stage shapes, the cheap path vs a real forward, and the CL
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 
 from dist_train.models import build_model
 from dist_train.models.info import conv3d_output_shape, describe_model, measure
+from helpers import REPO, run_in_own_group
 
 pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # REFERENCE section 1: model, options, params (400 classes), params (101 classes), GMACs
 TABLE = [
@@ -115,9 +114,8 @@ def test_cli_text_and_json(capsys):
 
 
 def test_cli_runs_as_a_script():
-    proc = subprocess.run([sys.executable, "scripts/model_info.py", "--model", "resnext-101",
-                           "--classes", "101", "--json"], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    proc = run_in_own_group([sys.executable, "scripts/model_info.py", "--model", "resnext-101",
+                             "--classes", "101", "--json"], 120, REPO, dict(os.environ))
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["params"] == 47_728_165 and abs(info["gmacs"] / 9.568 - 1) < 0.005

@@ -58,12 +58,13 @@ def test_sigterm_spares_worker_and_parent_death_kills_it(tmp_path, mode):
                   "batches after SIGTERM")  # the worker survived and still serves
         assert proc.poll() is None and _running(worker)
         (tmp_path / "slow").write_text("")  # keep the worker busy inside __getitem__
-        time.sleep(0.5)
+        _wait_for(lambda: (tmp_path / "busy").exists(), 30, "the worker inside a slow item")
         proc.kill()
         proc.wait(timeout=10)
         killed_at = time.monotonic()
-        _wait_for(lambda: not _running(worker), 5, f"worker {worker} to exit after its parent died")
-        assert time.monotonic() - killed_at < 5
+        # promptly, not when its 30 s item ends (15 s: room for a loaded machine)
+        _wait_for(lambda: not _running(worker), 15, f"worker {worker} to exit after its parent died")
+        assert time.monotonic() - killed_at < 15
     finally:
         _cleanup(proc, worker)
 
@@ -88,7 +89,7 @@ def test_unprotected_worker_negative_control(tmp_path, scenario):
             _wait_for(lambda: not _running(worker), 5, "the unprotected worker to die of SIGTERM")
         else:
             (tmp_path / "slow").write_text("")
-            time.sleep(0.5)
+            _wait_for(lambda: (tmp_path / "busy").exists(), 30, "the worker inside a slow item")
             proc.kill()
             proc.wait(timeout=10)
             time.sleep(3)

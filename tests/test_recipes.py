@@ -5,11 +5,10 @@ import os
 import re
 import shlex
 import socket
-import subprocess
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, run_in_own_group
 
 PY = os.path.join(os.environ.get("DIST_TRAIN_VENV", os.path.join(REPO, ".venv")), "bin", "python")
 SCRATCH = f"{REPO}/configs/r3d18_ucf101_scratch.yaml"
@@ -147,8 +146,7 @@ def dry_run(command):
         env_part[key] = value
     if "--dry-run" not in words:
         words.append("--dry-run")
-    proc = subprocess.run(words, cwd=REPO, env=simulated_gpu_env(**env_part), capture_output=True,
-                          text=True, timeout=120)
+    proc = run_in_own_group(words, 120, REPO, simulated_gpu_env(**env_part))
     assert proc.returncode == 0, f"{command}: {proc.stderr}"
     return "\n".join(line.rstrip() for line in proc.stdout.strip().splitlines())
 
@@ -182,9 +180,8 @@ def test_recipes_pass_extra_args_through():
 
 
 def test_two_node_recipe_requires_master():
-    proc = subprocess.run(["./scripts/train_ucf101_2nodes.sh", "--dry-run"], cwd=REPO, text=True,
-                          env={k: v for k, v in simulated_gpu_env().items() if k != "MASTER"},
-                          capture_output=True, timeout=60)
+    proc = run_in_own_group(["./scripts/train_ucf101_2nodes.sh", "--dry-run"], 60, REPO,
+                            {k: v for k, v in simulated_gpu_env().items() if k != "MASTER"})
     assert proc.returncode == 2 and "MASTER=HOST:PORT" in proc.stderr
 
 
@@ -192,13 +189,13 @@ def test_evaluate_recipe_without_checkpoint_fails_clearly(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(f"run:\n  dir: {tmp_path / 'run'}\n")
     env = {k: v for k, v in simulated_gpu_env().items() if k != "WEIGHTS"}
-    proc = subprocess.run(["./scripts/evaluate_ucf101.sh", "--dry-run"], cwd=REPO,
-                          env={**env, "CONFIG": str(config)}, capture_output=True, text=True, timeout=60)
+    proc = run_in_own_group(["./scripts/evaluate_ucf101.sh", "--dry-run"], 60, REPO,
+                            {**env, "CONFIG": str(config)})
     assert proc.returncode != 0 and "train first, or set WEIGHTS" in proc.stderr
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     (tmp_path / "run" / "checkpoints" / "best").write_text("step_000042\n")
-    proc = subprocess.run(["./scripts/evaluate_ucf101.sh", "--dry-run"], cwd=REPO,
-                          env={**env, "CONFIG": str(config)}, capture_output=True, text=True, timeout=60)
+    proc = run_in_own_group(["./scripts/evaluate_ucf101.sh", "--dry-run"], 60, REPO,
+                            {**env, "CONFIG": str(config)})
     assert proc.stdout.strip() == (f"{PY} {REPO}/dist_train/evaluate.py -c {config} "
                                    f"--weights {tmp_path}/run/checkpoints/step_000042")
 
@@ -210,16 +207,17 @@ def test_readme_data_tools_commands_on_a_tiny_fixture(tmp_path):
     assert tools == ["data_tools/extract_frames.py", "data_tools/build_lists.py",
                      "data_tools/verify_dataset.py", "data_tools/pack_clips.py"]
     # The fixture: data/ucf101/UCF-101 + ucfTrainTestlist in the real layout, 4 classes.
-    subprocess.run([PY, os.path.join(REPO, "data_tools", "make_synthetic.py"), "--out",
-                    str(tmp_path / "data" / "ucf101"), "--classes", "4", "--videos-per-class", "12",
-                    "--height", "48", "--width", "64", "--min-frames", "8", "--max-frames", "12"],
-                   check=True, capture_output=True, timeout=120)
+    made = run_in_own_group([PY, os.path.join(REPO, "data_tools", "make_synthetic.py"), "--out",
+                             str(tmp_path / "data" / "ucf101"), "--classes", "4",
+                             "--videos-per-class", "12", "--height", "48", "--width", "64",
+                             "--min-frames", "8", "--max-frames", "12"], 120, REPO, dict(os.environ))
+    assert made.returncode == 0, made.stderr[-3000:]
     for command in commands:
         words = shlex.split(command)
         words[0], words[1] = PY, os.path.join(REPO, words[1])
         if "--num-classes" in words:  # the fixture has 4 classes, UCF-101 has 101
             words[words.index("--num-classes") + 1] = "4"
-        proc = subprocess.run(words, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        proc = run_in_own_group(words, 300, str(tmp_path), dict(os.environ))
         assert proc.returncode == 0, f"{command}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     lists = tmp_path / "data" / "ucf101" / "lists"
     train = (lists / "ucf101_train_split1.txt").read_text().splitlines()

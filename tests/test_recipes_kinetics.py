@@ -3,11 +3,10 @@ the exact launch line (--dry-run, 8 simulated GPUs, Slurm variables set by hand)
 configs hold the paper's protocol with the lr scaled linearly to the recipes' global batches."""
 import os
 import socket
-import subprocess
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, run_in_own_group
 
 PY = os.path.join(os.environ.get("DIST_TRAIN_VENV", os.path.join(REPO, ".venv")), "bin", "python")
 LAUNCH = f"{PY} -m paddle.distributed.launch --devices 0\\,1\\,2\\,3\\,4\\,5\\,6\\,7"
@@ -21,7 +20,7 @@ SLURM_VARS = ("SLURM_JOB_NUM_NODES", "SLURM_NNODES", "SLURM_JOB_NODELIST", "SLUR
 def run(args, cwd=REPO, **env_extra):
     env = {k: v for k, v in os.environ.items() if k not in SLURM_VARS and k != "CUDA_VISIBLE_DEVICES"}
     env.update(DIST_TRAIN_GPUS="8", **env_extra)
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return run_in_own_group(args, 120, str(cwd), env)
 
 
 def printed(args, **env_extra):

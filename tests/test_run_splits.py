@@ -4,12 +4,11 @@ summary on hand-written reports; tests/test_kinetics_flow.py runs it for real.""
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, run_in_own_group
 
 SCRIPT = os.path.join(REPO, "scripts", "run_splits.py")
 
@@ -22,8 +21,7 @@ def load_module():
 
 
 def run(*args):
-    return subprocess.run([sys.executable, SCRIPT, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=60)
+    return run_in_own_group([sys.executable, SCRIPT, *args], 60, REPO, dict(os.environ))
 
 
 def test_dry_run_trains_and_evaluates_each_split_of_hmdb51():

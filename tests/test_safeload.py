@@ -1,7 +1,6 @@
 """restricted_load: reads paddle.save state dicts, refuses any other global without running it."""
 import os
 import pickle
-import subprocess
 import sys
 
 import numpy as np
@@ -9,6 +8,7 @@ import paddle
 import pytest
 
 from dist_train.safeload import UnsafeFileError, restricted_load
+from helpers import REPO, run_in_own_group
 
 pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2
 
@@ -52,7 +52,7 @@ def test_malicious_pickle_is_refused_without_running(tmp_path):
     assert not marker.exists()
     # Control: the same file does run its payload under plain pickle (as paddle.load would).
     code = f"import pickle; pickle.load(open({str(path)!r}, 'rb'))"
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert run_in_own_group([sys.executable, "-c", code], 60, REPO, dict(os.environ)).returncode == 0
     assert marker.exists()
 
 

@@ -4,10 +4,9 @@ wheels for the test legs in venvs of their own (scripts/test_legs.sh, as scripts
 them). Only ``setup.sh --plan`` runs: nothing is installed or downloaded."""
 import os
 import shlex
-import subprocess
 import sys
 
-from helpers import REPO
+from helpers import REPO, run_in_own_group
 
 SETUP = os.path.join(REPO, "scripts", "setup.sh")
 
@@ -27,16 +26,17 @@ def stand_in_gpu_env(tmp_path, **extra):
 
 
 def plan(env, *args):
-    proc = subprocess.run([SETUP, "--plan", *args], env=env, capture_output=True, text=True,
-                          cwd=REPO, timeout=60)
+    proc = run_in_own_group([SETUP, "--plan", *args], 60, REPO, env)
     assert proc.returncode == 0, proc.stderr
     return dict(line.split("=", 1) for line in proc.stdout.splitlines())
 
 
 def leg_definitions():
-    out = subprocess.run(["bash", "-c", f'REPO={shlex.quote(REPO)}; source scripts/test_legs.sh; '
-                          'echo "$TEST_LEG1_VENV $TEST_LEG1_PADDLE $TEST_LEG2_VENV $TEST_LEG2_PADDLE"'],
-                         cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    proc = run_in_own_group(["bash", "-c", f'REPO={shlex.quote(REPO)}; source scripts/test_legs.sh; '
+                             'echo "$TEST_LEG1_VENV $TEST_LEG1_PADDLE $TEST_LEG2_VENV $TEST_LEG2_PADDLE"'],
+                            60, REPO, dict(os.environ))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.split()
     return [(out[0], out[1]), (out[2], out[3])]
 
 
@@ -55,9 +55,8 @@ def test_launch_venv_gets_the_gpu_wheel_and_test_legs_their_own_cpu_venvs(tmp_pa
             leg = plan(leg_env, *args)
             assert (leg["venv"], leg["paddle"]) == (venv, requirement), leg
         venvs.add(venv)
-        cmd = subprocess.run([os.path.join(REPO, "launch.sh"), "--dry-run", "configs/demo.yaml"],
-                             env=dict(leg_env, DIST_TRAIN_SKIP_SETUP="1", DIST_TRAIN_GPUS="0"),
-                             cwd=REPO, capture_output=True, text=True, timeout=120)
+        cmd = run_in_own_group([os.path.join(REPO, "launch.sh"), "--dry-run", "configs/demo.yaml"],
+                               120, REPO, dict(leg_env, DIST_TRAIN_SKIP_SETUP="1", DIST_TRAIN_GPUS="0"))
         assert cmd.returncode == 0, cmd.stderr
         assert os.path.join(venv, "bin", "python") in cmd.stdout
     assert len(venvs) == 3, "a test leg shares a venv with launch.sh or the other leg"
@@ -88,10 +87,8 @@ def test_launch_warns_when_a_gpu_machine_has_a_cpu_paddle(tmp_path):
     env.pop("DIST_TRAIN_GPUS", None)
     env.pop("CUDA_VISIBLE_DEVICES", None)
     launch = os.path.join(REPO, "launch.sh")
-    proc = subprocess.run([launch, "--dry-run", "configs/demo.yaml"], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    proc = run_in_own_group([launch, "--dry-run", "configs/demo.yaml"], 120, REPO, env)
     assert proc.returncode == 0, proc.stderr
     assert "nvidia-smi lists GPUs but the Paddle of" in proc.stderr and "counts none" in proc.stderr
-    quiet = subprocess.run([launch, "--cpu", "--dry-run", "configs/demo.yaml"], env=env, cwd=REPO,
-                           capture_output=True, text=True, timeout=120)
+    quiet = run_in_own_group([launch, "--cpu", "--dry-run", "configs/demo.yaml"], 120, REPO, env)
     assert quiet.returncode == 0 and "warning" not in quiet.stderr

@@ -42,63 +42,93 @@ def test_cpu_twin_matches_paddle_batchnorm_on_one_rank(data_format):
                                plain(paddle.to_tensor(x_np)).numpy(), rtol=1e-5, atol=1e-5)
 
 
-def test_cpu_twin_reuses_its_buffers_and_stays_exact_across_steps():
-    """The twin keeps its [C] scratch tensors and numpy views between steps: they must never
-    hold stale values (a network applied twice before one backward, a forward whose graph is
-    dropped, a NaN batch, running statistics replaced by set_state_dict or moved to new memory)."""
+# The twin keeps its [C] scratch tensors and numpy views between steps: they must never hold
+# stale values. Each scenario disturbs step 1 of three (plain BN and the twin get the same).
+BUFFER_SCENARIOS = {
+    "clean": "nothing",
+    "dropped_graph": "a forward whose graph is dropped before any backward",
+    "nan_then_loaded": "NaN statistics in a no-grad forward, then running statistics replaced "
+                       "by set_state_dict",
+    "applied_twice": "the layer applied twice before one backward",
+    "new_memory": "new memory for every tensor of the layer (same Python objects)",
+    "deep_copy": "a deep copy (e.g. an EMA model) trained on: neither may write into the other",
+}
+SHAPE = [2, 4, 2, 3, 3]
+
+
+def bn_pair():
     paddle.seed(3)
     plain = nn.BatchNorm3D(4, momentum=0.8)
     twin = nn.BatchNorm3D(4, momentum=0.8)
     twin.set_state_dict(plain.state_dict())
-    twin = sync_bn.CpuSyncBatchNorm(twin)
-    rng = np.random.default_rng(4)
-    batches = [rng.normal(0.5 * i, 1.0 + i, [2, 4, 2, 3, 3]).astype(np.float32) for i in range(6)]
-    weights = paddle.to_tensor(rng.normal(size=[2, 4, 2, 3, 3]).astype(np.float32))
+    return plain, sync_bn.CpuSyncBatchNorm(twin)
+
+
+def bn_steps(layer, scenario, seed=4):
+    """Three training steps of ``layer``; the scenario's disturbance before/in step 1. Returns
+    per step [y, x.grad, weight.grad, bias.grad, running mean, running variance]."""
+    rng = np.random.default_rng(seed)
+    batches = [rng.normal(0.5 * i, 1.0 + i, SHAPE).astype(np.float32) for i in range(3)]
+    weights = paddle.to_tensor(rng.normal(size=SHAPE).astype(np.float32))
     loaded = {k: paddle.to_tensor(rng.uniform(0.5, 2.0, [4]).astype(np.float32))
               for k in ("_mean", "_variance")}
+    out = []
+    for step, x_np in enumerate(batches):
+        if step == 1 and scenario == "dropped_graph":
+            layer(paddle.to_tensor(batches[0], stop_gradient=False))
+        if step == 1 and scenario == "nan_then_loaded":
+            with paddle.no_grad():
+                layer(paddle.to_tensor(np.full(SHAPE, np.nan, np.float32)))
+            layer.set_state_dict(loaded)
+        if step == 1 and scenario == "new_memory":
+            layer.to(dtype="float64")
+            layer.to(dtype="float32")
+        x = paddle.to_tensor(x_np, stop_gradient=False)
+        y = layer(x)
+        if step == 1 and scenario == "applied_twice":
+            y = y + layer(paddle.to_tensor(batches[0] * 2.0, stop_gradient=False))
+        (y * weights).sum().backward()
+        out.append([y.numpy(), x.grad.numpy(), layer.weight.grad.numpy(), layer.bias.grad.numpy(),
+                    layer._mean.numpy(), layer._variance.numpy()])
+        layer.clear_gradients()
+    return out
 
-    def run(layer):
-        out = []
-        for step, x_np in enumerate(batches):
-            if step == 2:  # a forward whose graph is dropped before any backward
-                layer(paddle.to_tensor(batches[0], stop_gradient=False))
-            if step == 3:  # NaN statistics in one forward must not leak into the next
-                with paddle.no_grad():
-                    layer(paddle.to_tensor(np.full([2, 4, 2, 3, 3], np.nan, np.float32)))
-                layer.set_state_dict(loaded)  # running statistics replaced (and NaN gone)
-            if step == 5:  # new memory for every tensor of the layer (same Python objects)
-                layer.to(dtype="float64")
-                layer.to(dtype="float32")
-            x = paddle.to_tensor(x_np, stop_gradient=False)
-            y = layer(x)
-            if step == 4:  # applied twice before one backward
-                y = y + layer(paddle.to_tensor(batches[1] * 2.0, stop_gradient=False))
-            (y * weights).sum().backward()
-            out.append([y.numpy(), x.grad.numpy(), layer.weight.grad.numpy(),
-                        layer.bias.grad.numpy(), layer._mean.numpy(), layer._variance.numpy()])
-            layer.clear_gradients()
-        return out
 
-    expected, got = run(plain), run(twin)
+def assert_same_steps(expected, got, what):
+    assert len(expected) == len(got) == 3
     for step, (a_step, b_step) in enumerate(zip(expected, got)):
         for a, b in zip(a_step, b_step):
-            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5, err_msg=f"step {step}")
-    assert np.isfinite(got[-1][4]).all() and np.isfinite(got[-1][0]).all()
-    # Reused, not re-created every step: new tensors only for the second forward of step 4.
+            assert np.isfinite(b).all(), f"{what}, step {step}"
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5, err_msg=f"{what}, step {step}")
+
+
+@pytest.mark.parametrize("scenario", sorted(BUFFER_SCENARIOS))
+def test_cpu_twin_reused_buffers_stay_exact(scenario):
+    plain, twin = bn_pair()
+    if scenario == "deep_copy":
+        import copy
+
+        bn_steps(plain, "clean", seed=1), bn_steps(twin, "clean", seed=1)  # buffers in use
+        plain_copy, twin_copy = copy.deepcopy(plain), copy.deepcopy(twin)
+        assert_same_steps(bn_steps(plain_copy, "clean"), bn_steps(twin_copy, "clean"), "copy")
+        assert_same_steps(bn_steps(plain, "clean"), bn_steps(twin, "clean"), "original")
+    else:
+        assert_same_steps(bn_steps(plain, scenario), bn_steps(twin, scenario), scenario)
+
+
+def test_cpu_twin_allocates_its_scratch_once():
+    """Reused, not re-created every step: new tensors only for the second forward before a
+    backward; the token guarding them dies with the last graph."""
+    _, twin = bn_pair()
+    bn_steps(twin, "clean")
     first_scratch, allocations = twin._scratch[0], []
     new_statistics = twin._new_statistics
     twin._new_statistics = lambda: allocations.append(1) or new_statistics()
-    run(twin)
+    bn_steps(twin, "clean")
+    assert twin._scratch[0] is first_scratch and allocations == []
+    bn_steps(twin, "applied_twice")
     assert twin._scratch[0] is first_scratch and len(allocations) == 1
-    assert twin._scratch_graph[0]() is None  # the token died with the last graph
-
-    # A deep copy (e.g. an EMA model) must not write into the original's memory or its copies.
-    import copy
-    plain_copy, twin_copy = copy.deepcopy(plain), copy.deepcopy(twin)
-    expected, got = run(plain_copy), run(twin_copy)
-    for step, (a_step, b_step) in enumerate(zip(expected, got)):
-        for a, b in zip(a_step, b_step):
-            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5, err_msg=f"copy, step {step}")
+    assert twin._scratch_graph[0]() is None
 
 
 def test_conversion_keeps_state_dict_keys_and_reverts():

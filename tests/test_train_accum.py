@@ -1,5 +1,7 @@
 """Gradient accumulation: no_sync on non-final micro-steps, and 2 ranks x 2 micro-steps x 2
-clips == 1 rank x 4 micro-steps x 2 clips == 1 rank x 8 clips (BatchNorm frozen)."""
+clips == 1 rank x 4 micro-steps x 2 clips == 1 rank x 8 clips, with BatchNorm frozen (its
+batch statistics would differ with the micro-batch size). The same through train.py:
+tests/test_train_finetune.py."""
 import os
 
 import numpy as np
@@ -14,8 +16,10 @@ pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh
 
 
 @pytest.mark.multiproc
-@pytest.mark.parametrize("transport", ["shm", "dp"])  # shared-memory average, DataParallel's
-def test_accumulation_on_two_ranks_equals_one_batch(tmp_path, transport):
+# DataParallel's all-reduce; the trainer's shared-memory average with accumulation on 2 ranks:
+# tests/test_train_finetune.py (train.py, accum_steps 2, BN frozen)
+@pytest.mark.parametrize("transport", ["dp"])
+def test_accumulation_with_frozen_bn_on_two_ranks_equals_one_batch(tmp_path, transport):
     out = str(tmp_path)
     run_cli(["tests/accum_probe.py", out, "1"])
     run_cli(["tests/accum_probe.py", out, "4"])

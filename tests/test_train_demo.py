@@ -3,17 +3,17 @@ on the synthetic dataset generated as the config's header says: the training los
 the validation clip accuracy beats chance (25%) by at least 20 points."""
 import json
 import os
-import subprocess
 
 import pytest
 import yaml
 
-from helpers import REPO, run_cli
+from helpers import REPO, run_cli, run_in_own_group
 
 pytestmark = pytest.mark.multiproc
 CHANCE, MARGIN = 0.25, 0.20
 
 
+@pytest.mark.paddle2
 def test_demo_config_learns_motion(tmp_path):
     data = tmp_path / "synthetic"
     run_cli(["data_tools/make_synthetic.py", "--out", str(data), "--classes", "4",
@@ -37,7 +37,7 @@ def test_demo_config_learns_motion(tmp_path):
             "train.max_steps=162", "val.every_epochs=3"]
     env = dict(os.environ, DIST_TRAIN_SKIP_SETUP="1")
     env.pop("OMP_NUM_THREADS", None)
-    proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    proc = run_in_own_group(args, 900, REPO, env)
     logs = ""
     for name in sorted(os.listdir(run / "launch_logs")) if (run / "launch_logs").exists() else []:
         logs += open(run / "launch_logs" / name, errors="replace").read()[-3000:]

@@ -1,9 +1,10 @@
 """launch.sh: device counting, the exact launch command (--dry-run) and rejected flags."""
 import os
 import shlex
-import subprocess
 
-from helpers import REPO
+import pytest
+
+from helpers import REPO, run_in_own_group
 
 
 def run_launch(args, **env):
@@ -11,8 +12,7 @@ def run_launch(args, **env):
     for key, value in env.items():
         if value is None:
             full_env.pop(key)
-    return subprocess.run([os.path.join(REPO, "launch.sh"), *args], capture_output=True, text=True,
-                          cwd=REPO, env=full_env, timeout=120)
+    return run_in_own_group([os.path.join(REPO, "launch.sh"), *args], 120, REPO, full_env)
 
 
 def dry_run(args, **env):
@@ -21,6 +21,7 @@ def dry_run(args, **env):
     return shlex.split(proc.stdout)
 
 
+@pytest.mark.paddle2
 def test_cpu_command_passes_multinode_flags_and_overrides(tmp_path):
     cmd = dry_run(["configs/demo.yaml", "train.lr=0.01", "-o", "train.seed=3", "--nnodes", "2",
                    "--master", "10.0.0.1:6170", "--log_dir", str(tmp_path / "logs")],
@@ -37,6 +38,7 @@ def test_cpu_command_passes_multinode_flags_and_overrides(tmp_path):
                     "--resume", "auto"]
 
 
+@pytest.mark.paddle2
 def test_gpu_devices_follow_cuda_visible_devices():
     cmd = dry_run(["configs/demo.yaml"], DIST_TRAIN_GPUS="2", CUDA_VISIBLE_DEVICES="3,5")
     assert cmd[cmd.index("--devices") + 1] == "3,5" and "--nproc_per_node" not in cmd
@@ -49,6 +51,7 @@ def test_gpu_devices_follow_cuda_visible_devices():
     assert cmd[cmd.index("--log_dir") + 1].endswith("runs/demo/launch_logs")
 
 
+@pytest.mark.paddle2
 def test_unknown_flags_and_bad_config_are_rejected():
     for args, message in ((["--nproc_per_node", "2"], "unknown option '--nproc_per_node'"),
                           (["--bogus"], "unknown option"),

@@ -2,9 +2,12 @@
 import json
 import os
 
+import pytest
+
 from dist_train.training.metrics import MetricsLog, read_metrics, truncate_metrics
 
 
+@pytest.mark.paddle2
 def test_truncate_keeps_rows_up_to_the_checkpoint(tmp_path):
     run = str(tmp_path)
     log = MetricsLog(run, enabled=True, visualdl=False)
@@ -24,6 +27,7 @@ def test_truncate_keeps_rows_up_to_the_checkpoint(tmp_path):
     assert MetricsLog(run, enabled=False, visualdl=True).vdl is None  # other ranks write nothing
 
 
+@pytest.mark.paddle2
 def test_visualdl_gets_a_new_folder_per_attempt(tmp_path):
     run = str(tmp_path)
     for attempt in (1, 2):

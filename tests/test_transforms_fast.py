@@ -8,16 +8,9 @@ import pytest
 from dist_train.data import sampling, transforms
 from dist_train.data.datasets import TrainClipDataset
 from dist_train.data.lists import ListEntry
+from data_helpers import textured
 
 pytestmark = pytest.mark.paddle2  # also run under Paddle 2.6.2 (scripts/test.sh leg 2)
-
-
-def textured(count, height, width, seed=0):
-    """Noise on a diagonal ramp, lightly blurred: every pixel differs from its neighbours."""
-    rng = np.random.default_rng(seed)
-    ramp = (np.arange(height)[:, None] + 2 * np.arange(width)[None, :]) % 180
-    frames = rng.integers(0, 76, (count, height, width, 3)) + ramp[None, :, :, None]
-    return np.stack([cv2.GaussianBlur(f.astype(np.uint8), (3, 3), 0.8) for f in frames])
 
 
 def reference_clip(frames, box, size, flip):
@@ -32,8 +25,13 @@ def reference_clip(frames, box, size, flip):
 
 def reference_train(rng, frames, size, method, scales, hflip):
     height, width = frames.shape[1:3]
-    if method == "multiscale_corner":
-        box = transforms.draw_multiscale_corner_crop(rng, height, width, scales)
+    if method == "multiscale_corner":  # written out (tests/test_multiscale_crop.py checks the draw)
+        side = int(min(height, width) * scales[int(rng.integers(len(scales)))])
+        x, y = {"center": ((width - side) // 2, (height - side) // 2), "top_left": (0, 0),
+                "top_right": (width - side, 0), "bottom_left": (0, height - side),
+                "bottom_right": (width - side, height - side)}[
+            ["center", "top_left", "top_right", "bottom_left", "bottom_right"][int(rng.integers(5))]]
+        box = transforms.Box(x, y, side, side)
     elif method == "random_resized":
         box = transforms.draw_random_resized_crop(rng, height, width)
     elif method == "random":

@@ -66,35 +66,58 @@ def test_class_names_come_from_the_lists(fx, tmp_path):
         class_names(_cfg(fx, **{"data.train_list": str(bad)}))
 
 
-def test_protocol_matches_a_direct_computation(fx, tmp_path):
-    """Independent re-implementation for one video: 23 frames -> clips 0-15 and 16-22 looped."""
+def gamma_clips(fx, crop_xs):
+    """Written out for the 23-frame video: frames 56x44 resized to 46x36 (short side 36), crops
+    of 28 at y = 4 and the given x; clips 0-15 and 16-22 looped. [clips * crops, 3, T, H, W]."""
     import cv2
-    import paddle
 
-    from dist_train.evaluation.video_level import evaluate_videos, load_eval_model, softmax
-
-    cfg = _cfg(fx)
-    report = evaluate_videos(cfg, fx["weights"], str(tmp_path / "eval"))
-    _, probs = _eval_files(str(tmp_path / "eval"))
-    index = [name for _, name, _ in VIDEOS].index("v_Gamma_g01_c01")
     capture = cv2.VideoCapture(os.path.join(fx["root"], "Gamma", "v_Gamma_g01_c01.avi"))
     frames = []
     while True:
         ok, bgr = capture.read()
         if not ok:
             break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[:, 4:36])  # centre 32 of width 40
+        assert bgr.shape == (44, 56, 3)
+        frames.append(cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (46, 36),
+                                 interpolation=cv2.INTER_LINEAR))
     assert len(frames) == 23
     second = list(range(16, 23)) * 3
-    clips = np.stack([np.stack([frames[i] for i in idx]) for idx in (range(16), second[:16])])
-    clips = clips.transpose(0, 4, 1, 2, 3)  # [clip, 3, T, H, W]
+    clips = [np.stack([frames[i][4:32, x:x + 28] for i in idx])
+             for idx in (range(16), second[:16]) for x in crop_xs]
+    return np.stack(clips).transpose(0, 4, 1, 2, 3)
+
+
+def direct_probs(fx, cfg, clips):
+    import paddle
+
+    from dist_train.evaluation.video_level import load_eval_model, softmax
+
     model = load_eval_model(cfg, fx["weights"])
     with paddle.no_grad():
-        expected = softmax(model(paddle.to_tensor(clips)).numpy()).mean(axis=0)
-    np.testing.assert_allclose(probs[index], expected, atol=1e-6)
+        return softmax(model(paddle.to_tensor(clips)).numpy()).mean(axis=0)
+
+
+def assert_videos_differ(probs, tolerance):
+    """The comparisons at ``tolerance`` mean something: every two videos' probabilities differ
+    by far more."""
+    spread = min(np.abs(probs[i] - probs[j]).max() for i in range(len(probs)) for j in range(i))
+    assert spread > 100 * tolerance, spread
+
+
+def test_protocol_matches_a_direct_computation(fx, tmp_path):
+    """Independent re-implementation for one video: resize, centre crop, two clips."""
+    from dist_train.evaluation.video_level import evaluate_videos
+
+    cfg = _cfg(fx)
+    report = evaluate_videos(cfg, fx["weights"], str(tmp_path / "eval"))
+    _, probs = _eval_files(str(tmp_path / "eval"))
+    index = [name for _, name, _ in VIDEOS].index("v_Gamma_g01_c01")
+    np.testing.assert_allclose(probs[index], direct_probs(fx, cfg, gamma_clips(fx, [9])), atol=1e-6)
     assert report["videos"][index]["num_clips"] == 2
+    assert_videos_differ(probs, 1e-6)
 
 
+@pytest.mark.multiproc
 def test_two_ranks_equal_one_rank(fx, tmp_path):
     common = ["dist_train/evaluate.py", "-c", fx["config"], "--weights", fx["weights"]]
     run_cli([*common, "-o", f"run.dir={tmp_path / 'one'}"])
@@ -118,6 +141,7 @@ def test_two_ranks_equal_one_rank(fx, tmp_path):
         assert a["video"] == b["video"]
         assert [t["label"] for t in a["topk"]] == [t["label"] for t in b["topk"]]
     np.testing.assert_allclose(p1, p2, atol=1e-5)
+    assert_videos_differ(p1, 1e-5)
     np.testing.assert_allclose(p1.sum(axis=1), 1.0, atol=1e-9)
     for name in ("confusion_matrix.csv", "confusion_matrix.png"):
         assert os.path.getsize(tmp_path / "two" / "eval" / name) > 0
@@ -133,10 +157,17 @@ def test_three_crops_and_checkpoint_dir(fx, tmp_path):
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     shutil.copy(fx["weights"], ckpt / "model.pdparams")
-    report = evaluate_videos(_cfg(fx, **{"data.test_crops": 3}), str(ckpt), str(tmp_path / "e"))
+    cfg = _cfg(fx, **{"data.test_crops": 3})
+    report = evaluate_videos(cfg, str(ckpt), str(tmp_path / "e"))
     assert report["crops"] == 3
     assert report["num_clips"] == 10 and report["num_items"] == 30
     assert report["num_videos"] == 5
+    _, probs = _eval_files(str(tmp_path / "e"))
+    index = [name for _, name, _ in VIDEOS].index("v_Gamma_g01_c01")
+    # left, centre and right crops of both clips, averaged
+    expected = direct_probs(fx, cfg, gamma_clips(fx, [0, 9, 18]))
+    np.testing.assert_allclose(probs[index], expected, atol=1e-6)
+    assert np.abs(expected - direct_probs(fx, cfg, gamma_clips(fx, [9]))).max() > 1e-4
 
 
 def test_wrong_weights_are_refused(fx, tmp_path):
@@ -165,6 +196,7 @@ def _list_with_broken_video(fx, tmp_path):
     return {key: str(list_path) for key in ("data.test_list", "data.train_list", "data.val_list")}
 
 
+@pytest.mark.multiproc
 def test_unreadable_video_on_one_rank_stops_every_rank_cleanly(fx, tmp_path):
     """The broken video is in rank 1's shard; rank 0 must not wait for it in the gather."""
     lists = _list_with_broken_video(fx, tmp_path)

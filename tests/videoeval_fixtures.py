@@ -1,10 +1,11 @@
 """Tiny fixtures for the video-level evaluation / export / prediction tests.
 
 Five short AVIs (an odd number) of 10, 16, 23, 35 and 40 frames: one shorter than a 16-frame
-clip, one exactly one clip, others not a multiple of 16. Frames are 40x32 (W x H) so the short
-side equals the 32-pixel crop and 3-crop testing moves along the width. The network is a
-resnet-10 at width 1/8 with random weights and random BatchNorm statistics (eval-mode BN does
-something), saved as a .pdparams file.
+clip, one exactly one clip, others not a multiple of 16. Frame size, evaluation short side and
+crop all differ (frames 56x44 W x H, resized to 46x36, crops of 28), so a mix-up between them
+shows; 3-crop testing moves along the width (x = 0, 9, 18). The network is a
+resnet-10 at width 1/8 with random weights, random BatchNorm statistics (eval-mode BN does
+something) and a 10x classifier (distinct probabilities), saved as a .pdparams file.
 """
 import os
 
@@ -12,6 +13,7 @@ import cv2
 import numpy as np
 import yaml
 
+from data_helpers import write_avi
 from dist_train.data.lists import ListEntry, write_list
 from dist_train.data.readers import count_decoded_frames
 
@@ -19,7 +21,8 @@ CLASSES = ["Alpha", "Beta", "Gamma"]
 VIDEOS = [("Alpha", "v_Alpha_g01_c01", 10), ("Beta", "v_Beta_g01_c01", 16),
           ("Gamma", "v_Gamma_g01_c01", 23), ("Alpha", "v_Alpha_g02_c01", 35),
           ("Beta", "v_Beta_g02_c01", 40)]
-HEIGHT, WIDTH = 32, 40
+HEIGHT, WIDTH = 44, 56
+SHORT_SIDE, CROP = 36, 28  # data.eval_short_side, data.crop_size
 
 
 def _frames(rng, length):
@@ -31,23 +34,14 @@ def _frames(rng, length):
     return np.stack(frames).astype(np.uint8)
 
 
-def write_avi(path, frames):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 25, (WIDTH, HEIGHT))
-    assert writer.isOpened(), path
-    for rgb in frames:
-        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    writer.release()
-
-
-def tiny_config(root, run_dir, list_path, source="video", **extra):
+def eval_config(root, run_dir, list_path, source="video", **extra):
     cfg = {
         "run": {"dir": run_dir},
         "model": {"name": "resnet-10", "num_classes": len(CLASSES), "width_mult": 0.125,
                   "sync_bn": False},
         "data": {"root": root, "source": source, "train_list": list_path,
                  "val_list": list_path, "test_list": list_path, "clip_len": 16,
-                 "crop_size": 32, "eval_short_side": 32, "num_workers": 0},
+                 "crop_size": CROP, "eval_short_side": SHORT_SIDE, "num_workers": 0},
         "eval": {"batch_size": 3, "topk": len(CLASSES)},
     }
     for key, value in extra.items():
@@ -73,7 +67,7 @@ def make_fixture(base):
         entries.append(ListEntry(f"{class_name}/{name}", length, CLASSES.index(class_name)))
     list_path = os.path.join(base, "test_list.txt")
     write_list(list_path, entries)
-    cfg_dict = tiny_config(root, os.path.join(base, "run"), list_path)
+    cfg_dict = eval_config(root, os.path.join(base, "run"), list_path)
     cfg_path = os.path.join(base, "config.yaml")
     with open(cfg_path, "w") as f:
         yaml.safe_dump(cfg_dict, f)
@@ -86,6 +80,8 @@ def make_fixture(base):
             array = rng.normal(0, 0.2, array.shape).astype(array.dtype)
         elif key.endswith("_variance"):
             array = rng.uniform(0.5, 2.0, array.shape).astype(array.dtype)
+        elif key == "fc.weight":  # logits far apart: videos' probabilities differ by > 1e-2
+            array = array * 10
         state[key] = array
     weights = os.path.join(base, "tiny.pdparams")
     paddle.save(state, weights)

@@ -1,5 +1,6 @@
 """Fine-tuning helpers: load pretrained weights with a new head, train from a named module,
-split parameters for a pretrained-lr multiplier, and optionally freeze batch norm.
+split parameters for a pretrained-lr multiplier (the groups are built by
+training/optim.py's ``param_groups``), and optionally freeze batch norm.
 
 State dicts here use Paddle names and layouts (as written by the converter or paddle.save).
 """
@@ -112,15 +113,6 @@ def split_pretrained_params(model):
         if not param.stop_gradient:
             (new if _is_head_key(name, head) else pretrained).append(param)
     return pretrained, new
-
-
-def param_groups(model, pretrained_lr_mult=1.0):
-    """Paddle optimizer parameter groups; a group's 'learning_rate' scales the base lr."""
-    pretrained, head = split_pretrained_params(model)
-    groups = [{"params": head, "learning_rate": 1.0}]
-    if pretrained:
-        groups.insert(0, {"params": pretrained, "learning_rate": float(pretrained_lr_mult)})
-    return groups
 
 
 def freeze_bn(model):

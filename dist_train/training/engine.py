@@ -209,7 +209,8 @@ def train_one_epoch(model, optimizer, scaler, loader, schedule, *, epoch, start_
             step_time = total[4] / total[5]
             row = {"kind": "train", "epoch": epoch, "step": step + 1,
                    "steps_per_epoch": steps_per_epoch, "global_step": global_step,
-                   "loss": total[0] / total[2], "top1": total[1] / total[2], "lr": lr,
+                   "loss": total[0] / total[2], "top1": total[1] / total[2],
+                   "lr": float(optimizer.get_lr()),  # the lr the step used, as the optimizer has it
                    "clips_per_s": total[2] / (total[4] / world), "data_wait": total[3] / total[4],
                    "step_time": step_time}
             if waited is not None:  # measured on the shared-memory transport only

@@ -2,6 +2,8 @@
 checkpoints, stop together on preemption. ``dist_train/train.py`` is its command line."""
 from __future__ import annotations
 
+import collections
+import hashlib
 import json
 import os
 import random
@@ -67,7 +69,8 @@ def prepare_run(cfg, accept_change: bool) -> None:
 
 
 class SampleLog:
-    """Per-rank jsonl of the dataset keys each global step consumed (tests compare runs)."""
+    """Per-rank jsonl of what each global step trained on (tests compare runs): the sampler's
+    keys and, from the batch the loader delivered, a hash of every clip and its label."""
 
     def __init__(self, run_dir: str, rank: int, resumed_step: int):
         self.path = os.path.join(run_dir, f"samples.rank{rank}.jsonl")
@@ -78,11 +81,20 @@ class SampleLog:
                                if line.strip() and json.loads(line)["global_step"] <= resumed_step)
         atomic_write_text(self.path, kept)
         self.file = open(self.path, "a", encoding="utf-8")
+        # (clip hashes, labels) of the batches handed out and not logged yet, oldest first (a
+        # device prefetcher takes one batch ahead of the step)
+        self.delivered = collections.deque()
+
+    def recording(self, loader):
+        """``loader`` (same batches, same attributes) noting each batch it hands out."""
+        return _RecordingLoader(loader, self)
 
     def write(self, sampler, epoch: int, step: int, global_step: int) -> None:
         keys = sampler.rank_slice(sampler.global_batch(step))
+        hashes, labels = self.delivered.popleft()
         self.file.write(json.dumps({"global_step": global_step, "epoch": epoch, "step": step,
-                                    "indices": [int(i) for i in keys]}) + "\n")
+                                    "indices": [int(i) for i in keys], "clips": hashes,
+                                    "labels": labels}) + "\n")
         self.file.flush()
 
     def close(self) -> None:
@@ -114,6 +126,24 @@ def check_data(cfg) -> None:
     doomed = os.environ.get(DELETE_AFTER_CHECKS_ENV)
     if doomed and dist.is_main_process() and os.path.exists(doomed):
         os.remove(doomed)  # TEST HOOK: a frame that disappears after the checks
+
+
+class _RecordingLoader:
+    def __init__(self, loader, log: SampleLog):
+        self._loader, self._log = loader, log
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+    def __len__(self):
+        return len(self._loader)
+
+    def __iter__(self):
+        for batch in self._loader:
+            self._log.delivered.append(
+                ([hashlib.sha1(np.ascontiguousarray(c).tobytes()).hexdigest()[:16]
+                  for c in np.asarray(batch[0])], [int(v) for v in np.asarray(batch[1]).reshape(-1)]))
+            yield batch
 
 
 def build_loaders(cfg, rank: int, world: int, debug: bool, host_batches: bool = False):
@@ -263,7 +293,8 @@ def train(args, at_end=None) -> int:
     stop = None
     try:
         train_loop(cfg, state, model, train_model, network, optimizer, scaler, schedule, sampler,
-                   train_loader, val_loader, amp, metrics, on_gpu, samples)
+                   samples.recording(train_loader) if samples else train_loader, val_loader, amp,
+                   metrics, on_gpu, samples)
     except preempt.Preempted as e:
         stop = e
     finally:
