@@ -220,3 +220,25 @@ def test_malicious_pth_is_refused_without_running_it(tmp_path):
     with pytest.raises(ValueError, match="weights-only"):
         convert_checkpoint(src, tmp_path / "x.pdparams", "resnet-18")
     assert not marker.exists()
+
+
+def test_converted_wide_resnet_logits_match_pytorch_at_half_width(tmp_path):
+    """Wide ResNet-50's family (bottleneck with expansion 2, planes x k) at k = 1, half the
+    released k = 2 widths: the full-width network costs ~25 s; the manifest test covers its
+    released keys and shapes."""
+    from torch_twins import ResNet, WideBottleneck
+
+    torch.manual_seed(0)
+    net = randomize_batch_norm(ResNet(WideBottleneck, [3, 4, 6, 3], "B", 400, (64, 128, 256, 512)),
+                               seed=1)
+    src = tmp_path / "wideresnet-50-kinetics.pth"
+    save_like_released(net, src, "module.", False, False, arch="wideresnet-50")
+    meta = convert_checkpoint(src, tmp_path / "out.pdparams", "wideresnet-50", wide_k=1)
+    assert meta["shortcut"] == "B" and meta["options"] == {"wide_k": 1}
+    model = build_model("wideresnet-50", 400, shortcut="B", wide_k=1)
+    model.set_state_dict(restricted_load(meta["dst"]))
+    model.eval()
+    x = np.random.RandomState(3).standard_normal((2, 3, 8, 32, 32)).astype(np.float32)
+    with paddle.no_grad():
+        got = model(paddle.to_tensor(x)).numpy()
+    assert_close_relative(got, torch_logits(net, x))
