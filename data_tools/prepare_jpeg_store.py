@@ -14,7 +14,8 @@ with its error. Exit code: 0 when done, 1 when a video failed (the others are st
 import argparse
 import sys
 
-from dist_train.data.lists import DataError, read_list
+from dist_train import errors
+from dist_train.data.lists import read_list
 from dist_train.data.prepare.jpeg_store import prepare_store
 from dist_train.data.prepare.jpeg_store_index import merge_store, parse_part
 
@@ -55,37 +56,40 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def _main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        if args.merge:
-            report = merge_store(args.out, args.parts)
-            failed = report["failed"]
-        else:
-            if not args.src:
-                parser.error("give --src to prepare, or --merge")
-            videos = None
-            if args.lists:
-                videos = sorted({e.video for path in args.lists for e in read_list(path)})
-            summary = prepare_store(
-                args.source, args.src, args.out, videos, args.fps, args.short_side, args.quality,
-                args.template, args.ext, args.workers, args.videos_per_shard,
-                parse_part(args.shard), args.estimate_sample, not args.no_space_check,
-                args.max_missing_frames)
-            failed = summary["failed"]
-            print(f"store {summary['store']}: part {summary['part']}, {summary['prepared_now']} "
-                  f"videos prepared in {summary['seconds']:.1f} s"
-                  + ("" if summary["merged"] else " (merge when every part has finished)"))
-    except DataError as error:  # StoreError included: bad input, one line
-        print(f"{TOOL}: error: {error}", file=sys.stderr)
-        return 2
+    if args.merge:
+        report = merge_store(args.out, args.parts)
+        failed = report["failed"]
+    else:
+        if not args.src:
+            parser.error("give --src to prepare, or --merge")
+        errors.require_path(args.src, "--src (the video or frame root)")
+        errors.ensure_writable_dir(args.out, "--out")
+        videos = None
+        if args.lists:
+            videos = sorted({e.video for path in args.lists for e in read_list(path)})
+        summary = prepare_store(
+            args.source, args.src, args.out, videos, args.fps, args.short_side, args.quality,
+            args.template, args.ext, args.workers, args.videos_per_shard,
+            parse_part(args.shard), args.estimate_sample, not args.no_space_check,
+            args.max_missing_frames)
+        failed = summary["failed"]
+        print(f"store {summary['store']}: part {summary['part']}, {summary['prepared_now']} "
+              f"videos prepared in {summary['seconds']:.1f} s"
+              + ("" if summary["merged"] else " (merge when every part has finished)"))
     for item in failed:
         print(f"  FAILED {item['video']}: {item['error']}")
     if failed:
         print(f"{TOOL}: {len(failed)} video(s) failed (listed in the report in {args.out})",
               file=sys.stderr)
     return 1 if failed else 0
+
+
+def main(argv=None):
+    """Input problems (a bad or inconsistent store, a full disk): one line, exit 2."""
+    return errors.run_tool(TOOL, _main, argv)
 
 
 if __name__ == "__main__":

@@ -48,9 +48,12 @@ def atomic_open(path: str):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(error, OSError) and error.errno and not error.filename:
+            # f.write names no file: name the target (a full disk's message needs it)
+            raise OSError(error.errno, error.strerror, path) from error
         raise
 
 

@@ -35,6 +35,8 @@ _PATH_ERRNOS = {
     errno.EISDIR: "the path is a directory where a file is expected: fix the path",
 }
 _SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# Failed writes that no other item of a batch tool would escape: stop the run, not the item.
+OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 _GPU_MEMORY_HINT = ("out of memory (GPU, or host RAM): lower the per-GPU batch (train.batch_size, "
                     "or more GPUs) or raise train.accum_steps")
 _SHM_HINT = ("shared memory (/dev/shm) is full: give the container more (docker run --shm-size=8g) "
@@ -124,6 +126,15 @@ def exit_code(exc: BaseException) -> int:
     return INPUT_ERROR_EXIT if input_message(exc) is not None else BUG_EXIT
 
 
+_OPEN_PROGRESS_LINES = set()  # streams on which a progress bar's line is unfinished
+
+
+def progress_line(stream, unfinished: bool) -> None:
+    """A progress bar that rewrites one line says whether it left it unfinished, so an error
+    printed meanwhile (run_tool) starts on a line of its own."""
+    (_OPEN_PROGRESS_LINES.add if unfinished else _OPEN_PROGRESS_LINES.discard)(stream)
+
+
 def error_line(tool: str, message: str) -> str:
     return f"{tool}: error: {message}"
 
@@ -144,6 +155,10 @@ def run_tool(tool: str, main, argv=None, rank=None, on_input_error=None) -> int:
         shared = getattr(exc, "on_every_rank", False)
     this_rank = rank() if rank is not None else 0
     printed = this_rank == 0 or not shared
+    for stream in list(_OPEN_PROGRESS_LINES):
+        stream.write("\n")
+        stream.flush()
+        progress_line(stream, False)
     if printed:
         print(error_line(tool, message), file=sys.stderr, flush=True)
     else:

@@ -44,6 +44,8 @@ def tool_cases(tmp_path, blocked):
                                ["--src", str(videos), "--dst", blocked]]),
         "pack_clips.py": ([["--src", missing, "--out", str(tmp_path / "store")],
                            ["--src", str(frames), "--out", blocked]]),
+        "prepare_jpeg_store.py": ([["--src", missing, "--out", str(tmp_path / "store")],
+                                   ["--src", str(videos), "--out", blocked]]),
         "verify_dataset.py": ([["--frames", missing, "--list", str(listed)],
                                ["--frames", str(frames), "--list", str(tmp_path / "nolist.txt")]]),
         "make_synthetic.py": ([None, ["--out", blocked, "--videos-per-class", "6"]]),
@@ -55,7 +57,8 @@ def tool_cases(tmp_path, blocked):
 
 
 @pytest.mark.parametrize("tool", ["build_lists.py", "extract_frames.py", "pack_clips.py",
-                                  "verify_dataset.py", "make_synthetic.py", "convert_pretrained.py"])
+                                  "prepare_jpeg_store.py", "verify_dataset.py", "make_synthetic.py",
+                                  "convert_pretrained.py"])
 def test_data_tool_missing_input_and_unwritable_output(tmp_path, blocked, tool):
     missing_args, unwritable_args = tool_cases(tmp_path, blocked)[tool]
     if missing_args is not None:  # (make_synthetic reads nothing)

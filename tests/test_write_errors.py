@@ -98,3 +98,34 @@ def test_read_only_checkpoint_directory_is_named(tmp_path):
     finally:
         if ro.returncode == 0:
             subprocess.run(["umount", "-l", str(ckpts)], check=False)
+
+
+@pytest.mark.parametrize("tool, args", [
+    ("extract_frames.py", ["--dst", "{out}/frames", "--workers", "2"]),
+    ("pack_clips.py", ["--source", "video", "--out", "{out}/store", "--no-space-check"]),
+    ("prepare_jpeg_store.py", ["--ext", ".avi", "--out", "{out}/store", "--no-space-check"])])
+def test_data_tools_on_a_full_disk_name_the_path_and_resume_after_space_is_freed(tmp_path, tool,
+                                                                                 args):
+    from data_helpers import textured, write_avi
+
+    videos = tmp_path / "videos"
+    for k in range(6):  # ~1 MB of frames or store in all
+        write_avi(str(videos / f"C{k % 2}" / f"v_C{k % 2}_g{k:02d}_c01.avi"),
+                  list(textured(12, 96, 128, seed=k)))
+    mnt = tmp_path / "mnt"
+    assert mount_tmpfs(mnt, "4m"), "needs root to mount a small tmpfs (a full disk)"
+    try:
+        filler = fill(str(mnt), 150_000)
+        command = [os.path.join("data_tools", tool), "--src", str(videos)] + [
+            a.format(out=mnt) for a in args]
+        proc = run_cli(command, check=False)
+        line = assert_one_named_error(proc, "No space left on device", str(mnt), tool=tool)
+        assert "free" in line, line
+        os.remove(filler)
+        again = run_cli(command, check=False)  # the same command goes on once there is room
+        assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+        leftovers = [os.path.join(d, n) for d, _, names in os.walk(mnt) for n in names + _
+                     if ".tmp" in n]
+        assert leftovers == [], leftovers
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -24,6 +24,7 @@ import time
 import cv2
 
 from dist_train.atomic import atomic_write_text
+from dist_train.errors import OUTPUT_ERRNOS, progress_line, write_error
 from dist_train.data.lists import DataError
 from dist_train.data.readers import DEFAULT_FRAME_TEMPLATE, BadSampleError, open_video
 
@@ -101,9 +102,12 @@ def extract_video(src_path, dst_dir, template=DEFAULT_FRAME_TEMPLATE, short_side
                 break
             count += 1
             name = os.path.join(tmp, template.format(count))
-            if not cv2.imwrite(name, _resize_short_side(bgr, short_side),
-                               [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]):
-                raise BadSampleError(src_path, f"cannot write {name}")
+            ok, jpeg = cv2.imencode(".jpg", _resize_short_side(bgr, short_side),
+                                    [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+            if not ok:
+                raise BadSampleError(src_path, f"cannot encode frame {count} as JPEG")
+            with open(name, "wb") as f:  # an OSError names a full or read-only disk (imwrite
+                f.write(jpeg)            # would only return False)
         if count == 0:
             raise BadSampleError(src_path, "no decodable frames")
         if count < declared - max_missing_frames:
@@ -119,11 +123,16 @@ def extract_video(src_path, dst_dir, template=DEFAULT_FRAME_TEMPLATE, short_side
 
 
 def _extract_task(args):
+    """(video, frames, item error or None, output error as (errno, strerror, path) or None)."""
     video, src_path, dst_dir, template, short_side, max_missing = args
     try:
-        return video, extract_video(src_path, dst_dir, template, short_side, max_missing), None
-    except (BadSampleError, OSError, cv2.error) as error:
-        return video, 0, str(error)
+        return video, extract_video(src_path, dst_dir, template, short_side, max_missing), None, None
+    except OSError as error:
+        if error.errno in OUTPUT_ERRNOS:  # the disk, not this video: every later item would fail
+            return video, 0, None, (error.errno, error.strerror, error.filename or dst_dir)
+        return video, 0, str(error), None
+    except (BadSampleError, cv2.error) as error:
+        return video, 0, str(error), None
 
 
 class Progress:
@@ -148,6 +157,7 @@ class Progress:
             if self.done == self.total:
                 self.stream.write("\n")
             self.stream.flush()
+            progress_line(self.stream, self.done < self.total)
 
 
 def extract_all(src_root, dst_root, workers=1, short_side=None, template=DEFAULT_FRAME_TEMPLATE,
@@ -165,15 +175,21 @@ def extract_all(src_root, dst_root, workers=1, short_side=None, template=DEFAULT
             todo.append((video, os.path.join(src_root, file), dst_dir, template,
                          short_side, max_missing_frames))
     progress = Progress(len(todo), progress_stream, "extract ")
-    frames, failed = {}, []
+    frames, failed, output_error = {}, [], None
     if todo:
         with multiprocessing.get_context("fork").Pool(max(1, workers)) as pool:
-            for video, count, error in pool.imap_unordered(_extract_task, todo):
+            for video, count, error, output_error in pool.imap_unordered(_extract_task, todo):
+                if output_error:  # leaving the with-block stops the other workers
+                    break
                 if error:
                     failed.append({"video": video, "error": error})
                 else:
                     frames[video] = count
                 progress.update(failed=bool(error))
+    if output_error:
+        for task in todo:  # the stopped workers' half-written folders
+            _remove_stale_temps(task[2])
+        raise write_error(OSError(*output_error), output_error[2], "extracting frames to")
     report = {"source": os.path.abspath(src_root), "total": len(videos),
               "extracted": len(frames), "skipped_complete": skipped,
               "failed_count": len(failed), "failed": sorted(failed, key=lambda f: f["video"]),

@@ -33,6 +33,7 @@ import numpy as np
 from dist_train.atomic import atomic_open, atomic_write_text, is_temporary
 from dist_train.data.jpeg_store import shard_name
 from dist_train.data.lists import DataError
+from dist_train.errors import progress_line
 from dist_train.data.prepare.jpeg_store_index import (fragment_name, load_or_write_plan,
                                                       make_plan, merge_store, read_fragment)
 from dist_train.data.prepare.pack_store import free_space_problems, list_source_videos
@@ -230,6 +231,7 @@ class EtaProgress:
         if self.done == self.total:
             self.stream.write("\n")
         self.stream.flush()
+        progress_line(self.stream, self.done < self.total)
 
 
 # ----------------------------------------------------------------------------- estimate

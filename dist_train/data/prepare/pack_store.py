@@ -142,17 +142,21 @@ def free_space_problems(store_dir, needed_bytes):
     problems = []
     free = shutil.disk_usage(store_dir).free
     if needed_bytes > free:
-        problems.append(f"{store_dir}: {needed_bytes / 1e9:.1f} GB needed, {free / 1e9:.1f} GB "
-                        f"free")
+        problems.append(f"{store_dir}: {_size(needed_bytes)} needed, {_size(free)} free; free "
+                        "some space or choose another --out")
     real = os.path.realpath(store_dir)
     if real == "/dev/shm" or real.startswith("/dev/shm/"):
         with open("/proc/meminfo") as f:
             meminfo = dict(line.split(":", 1) for line in f)
         available = int(meminfo["MemAvailable"].split()[0]) * 1024
         if needed_bytes > available:
-            problems.append(f"{store_dir} is in /dev/shm (RAM): {needed_bytes / 1e9:.1f} GB "
-                            f"needed, {available / 1e9:.1f} GB of RAM available")
+            problems.append(f"{store_dir} is in /dev/shm (RAM): {_size(needed_bytes)} needed, "
+                            f"{_size(available)} of RAM available")
     return problems
+
+
+def _size(num_bytes):
+    return f"{num_bytes / 1e9:.1f} GB" if num_bytes >= 1e9 else f"{num_bytes / 1e6:.1f} MB"
 
 
 def pack_store(source, src_root, store_dir, short_side=None, template="img_{:05d}.jpg",
