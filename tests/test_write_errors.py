@@ -129,3 +129,28 @@ def test_data_tools_on_a_full_disk_name_the_path_and_resume_after_space_is_freed
         assert leftovers == [], leftovers
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.paddle2
+def test_export_to_a_full_disk_is_named_and_leaves_no_temporary_directory(tmp_path):
+    import paddle
+
+    from dist_train.models import build_model
+
+    weights = str(tmp_path / "w.pdparams")
+    paddle.save(build_model("resnet-10", 4, width_mult=0.125).state_dict(), weights)
+    mnt = tmp_path / "mnt"
+    assert mount_tmpfs(mnt, "4m"), "needs root to mount a small tmpfs (a full disk)"
+    try:
+        filler = fill(str(mnt), 20_000)
+        command = ["dist_train/export.py", "--weights", weights, "--out", str(mnt / "export"),
+                   "-o", "model.name=resnet-10", "-o", "model.num_classes=4",
+                   "-o", "model.width_mult=0.125", "-o", f"run.dir={tmp_path / 'run'}"]
+        line = assert_one_named_error(run_cli(command, check=False), "No space left on device",
+                                      str(mnt / "export"), tool="export.py")
+        assert "free" in line and sorted(os.listdir(mnt)) == ["filler"], line
+        os.remove(filler)
+        run_cli(command)
+        assert os.path.isfile(mnt / "export" / "meta.json")
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -19,7 +19,7 @@ import time
 from dist_train import __version__, compat
 from dist_train.atomic import atomic_write_text
 from dist_train.checkpoint.source import EXPORT_META_FILE, EXPORT_NETWORK_FILE
-from dist_train.errors import InputError, input_message
+from dist_train.errors import OUTPUT_ERRNOS, InputError, input_message, write_error
 
 MODEL_NAME = "model"
 META_FILE = EXPORT_META_FILE
@@ -146,8 +146,10 @@ def _export_here(cfg, weights: str, out_dir: str, fmt: str) -> str:
         meta = build_meta(cfg, weights, fmt, program)
         atomic_write_text(os.path.join(tmp_dir, META_FILE), json.dumps(meta, indent=1) + "\n")
         _replace_dir(tmp_dir, out_dir)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+        if isinstance(error, OSError) and error.errno in OUTPUT_ERRNOS:  # Paddle's writers name
+            raise write_error(error, out_dir, "exporting to") from error  # no file
         raise
     return out_dir
 
