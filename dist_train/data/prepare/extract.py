@@ -136,12 +136,13 @@ def _extract_task(args):
 
 
 class Progress:
-    """A one-line text progress bar on a stream (updated at most every 0.2 s)."""
+    """One progress line on a stream (every 0.2 s at most): a bar, done/total (in ``unit``),
+    failures, the rate and the time left. Used by every batch tool."""
 
-    def __init__(self, total, stream=None, label=""):
+    def __init__(self, total, stream=None, label="", unit=""):
         self.total, self.done, self.failed = total, 0, 0
         self.stream = stream if stream is not None else sys.stderr
-        self.label, self._last, self._start = label, 0.0, time.time()
+        self.label, self.unit, self._last, self._start = label, unit, 0.0, time.time()
 
     def update(self, failed=False):
         self.done += 1
@@ -151,13 +152,21 @@ class Progress:
             self._last = now
             width = 30
             filled = width * self.done // max(self.total, 1)
+            rate = self.done / max(now - self._start, 1e-9)
             self.stream.write(f"\r{self.label}[{'#' * filled}{'.' * (width - filled)}] "
-                              f"{self.done}/{self.total} failed {self.failed} "
-                              f"{now - self._start:.0f}s")
+                              f"{self.done}/{self.total}{' ' + self.unit if self.unit else ''}, "
+                              f"{self.failed} failed, {rate:.2f}/s, ETA "
+                              f"{duration_text((self.total - self.done) / rate)} ")
             if self.done == self.total:
                 self.stream.write("\n")
             self.stream.flush()
             progress_line(self.stream, self.done < self.total)
+
+
+def duration_text(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def extract_all(src_root, dst_root, workers=1, short_side=None, template=DEFAULT_FRAME_TEMPLATE,
@@ -174,7 +183,7 @@ def extract_all(src_root, dst_root, workers=1, short_side=None, template=DEFAULT
         else:
             todo.append((video, os.path.join(src_root, file), dst_dir, template,
                          short_side, max_missing_frames))
-    progress = Progress(len(todo), progress_stream, "extract ")
+    progress = Progress(len(todo), progress_stream, "extract ", "videos")
     frames, failed, output_error = {}, [], None
     if todo:
         with multiprocessing.get_context("fork").Pool(max(1, workers)) as pool:

@@ -22,7 +22,6 @@ import math
 import multiprocessing
 import os
 import queue as queue_module
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -33,7 +32,7 @@ import numpy as np
 from dist_train.atomic import atomic_open, atomic_write_text, is_temporary
 from dist_train.data.jpeg_store import shard_name
 from dist_train.data.lists import DataError
-from dist_train.errors import progress_line
+from dist_train.data.prepare.extract import Progress
 from dist_train.data.prepare.jpeg_store_index import (fragment_name, load_or_write_plan,
                                                       make_plan, merge_store, read_fragment)
 from dist_train.data.prepare.pack_store import free_space_problems, list_source_videos
@@ -201,39 +200,6 @@ def _remove_leftovers(store_dir, numbers):
             os.remove(os.path.join(store_dir, name))
 
 
-# ----------------------------------------------------------------------------- progress
-
-def _duration(seconds):
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else \
-        f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-class EtaProgress:
-    """One progress line: done/total, failures, videos/s and the time left (every 0.5 s)."""
-
-    def __init__(self, total, stream=None, label="prepare "):
-        self.total, self.done, self.failed = total, 0, 0
-        self.stream = stream if stream is not None else sys.stderr
-        self.label, self._last, self._start = label, 0.0, time.time()
-
-    def update(self, failed=False):
-        self.done += 1
-        self.failed += bool(failed)
-        now = time.time()
-        if now - self._last < 0.5 and self.done != self.total:
-            return
-        self._last = now
-        rate = self.done / max(now - self._start, 1e-9)
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        self.stream.write(f"\r{self.label}{self.done}/{self.total} videos, {self.failed} failed, "
-                          f"{rate:.2f} videos/s, ETA {_duration(eta)} ")
-        if self.done == self.total:
-            self.stream.write("\n")
-        self.stream.flush()
-        progress_line(self.stream, self.done < self.total)
-
-
 # ----------------------------------------------------------------------------- estimate
 
 def estimate_size(src_root, videos, settings, sample):
@@ -309,7 +275,7 @@ def prepare_store(source, src_root, store_dir, videos=None, fps=None, short_side
             if problems:
                 raise StoreError("not enough space: " + "; ".join(problems))
     tasks = [(store_dir, src_root, s, plan["shards"][s], settings) for s in todo]
-    progress = EtaProgress(len(todo_videos), progress_stream)
+    progress = Progress(len(todo_videos), progress_stream, "prepare ", "videos")
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
             write_shard(*task, report=progress.update)

@@ -208,7 +208,7 @@ def pack_store(source, src_root, store_dir, short_side=None, template="img_{:05d
     tasks = [(store_dir, f"shard_{first + k:05d}.u8", group, source, src_root, template, ext,
               short_side) for k, group in enumerate(groups)]
     index["failed"] = {}
-    progress = Progress(len(todo), progress_stream, "pack ")
+    progress = Progress(len(todo), progress_stream, "pack ", "videos")
     if tasks:
         # spawn, not fork: a child forked from a process that already ran OpenCV can hang in
         # cv2.setNumThreads (inherited thread-pool state); packing pays ~1 s of start-up.
