@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from videoeval_fixtures import VIDEOS, make_fixture
+from videoeval_fixtures import CROP, SHORT_SIDE, VIDEOS, make_fixture
 
 pytestmark = pytest.mark.paddle2
 
@@ -21,7 +21,8 @@ def _cfg(fx, **overrides):
     return load_config(fx["config"], [f"{k}={v}" for k, v in overrides.items()])
 
 
-def _decoded(fx, class_name, name):
+def _decoded(fx, class_name, name, size=None):
+    """The video's RGB frames, resized to ``size`` (W, H) as the evaluation does."""
     import cv2
 
     capture = cv2.VideoCapture(os.path.join(fx["root"], class_name, name + ".avi"))
@@ -30,7 +31,8 @@ def _decoded(fx, class_name, name):
         ok, bgr = capture.read()
         if not ok:
             return np.stack(frames)
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        frames.append(cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR) if size else rgb)
 
 
 def test_protocol_key_is_checked():
@@ -54,7 +56,8 @@ def test_clip_starts_of_each_protocol():
 
 
 def test_ten_clips_three_crops_match_a_direct_computation(fx, tmp_path):
-    """40 frames, 10x3: starts round(i*24/9), crops x = 0, 4, 8 of width 40 (short side 32)."""
+    """40 frames of 56x44 resized to 46x36 (short side 36), 10x3: starts round(i*24/9), crops of
+    28 at y = 4 and x = 0, 9, 18."""
     import paddle
 
     from dist_train.data.factory import load_video_clips
@@ -68,10 +71,11 @@ def test_ten_clips_three_crops_match_a_direct_computation(fx, tmp_path):
     assert report["num_items"] == 30 * len(VIDEOS)
     probs = np.load(tmp_path / "eval" / "video_probs.npz")["probs"]
     index = [name for _, name, _ in VIDEOS].index("v_Beta_g02_c01")
-    frames = _decoded(fx, "Beta", "v_Beta_g02_c01")
+    assert (SHORT_SIDE, CROP) == (36, 28)
+    frames = _decoded(fx, "Beta", "v_Beta_g02_c01", size=(46, 36))
     assert len(frames) == 40
-    clips = [frames[start:start + 16, :, x:x + 32] for start in (round(i * 24 / 9) for i in range(10))
-             for x in (0, 4, 8)]
+    clips = [frames[start:start + 16, 4:32, x:x + 28] for start in (round(i * 24 / 9) for i in range(10))
+             for x in (0, 9, 18)]
     clips = np.stack(clips).transpose(0, 4, 1, 2, 3)  # [clip x crop, 3, T, H, W]
     model = load_eval_model(cfg, fx["weights"])
     with paddle.no_grad():
@@ -79,8 +83,8 @@ def test_ten_clips_three_crops_match_a_direct_computation(fx, tmp_path):
     np.testing.assert_allclose(probs[index], expected, atol=1e-6)
     # Prediction on the raw file cuts the same clips: whole-video and streamed (two passes).
     path = os.path.join(fx["root"], "Beta", "v_Beta_g02_c01.avi")
-    np.testing.assert_array_equal(load_video_clips(path, 16, 32, 32, 1, 3, "10x3"), clips)
-    streamed = list(iter_test_clips(path, 16, 32, 32, 1, 3, protocol="10x3"))
+    np.testing.assert_array_equal(load_video_clips(path, 16, CROP, SHORT_SIDE, 1, 3, "10x3"), clips)
+    streamed = list(iter_test_clips(path, 16, CROP, SHORT_SIDE, 1, 3, protocol="10x3"))
     assert [c.first_frame for c in streamed] == [round(i * 24 / 9) for i in range(10)]
     assert [c.last_frame for c in streamed] == [round(i * 24 / 9) + 15 for i in range(10)]
     assert all(c.end > c.start >= 0 for c in streamed)

@@ -12,12 +12,12 @@ import pytest
 from data_helpers import write_avi, write_vfr_mkv
 from dist_train import compat
 from helpers import run_cli
-from videoeval_fixtures import CLASSES, VIDEOS, make_fixture
+from videoeval_fixtures import CLASSES, CROP, SHORT_SIDE, VIDEOS, make_fixture
 
 
 @pytest.fixture(scope="module")
 def fx(tmp_path_factory):
-    """The tiny evaluation fixture's videos with a tiny ResNet-18 (width 1/8, 32x32 crops)
+    """The tiny evaluation fixture's videos with a tiny ResNet-18 (width 1/8, the fixture's crops)
     exported (1 crop), and a copy of the export whose meta.json asks for 3 crops (crops are clip
     sampling, recorded in meta.json; the network is the same). ResNet-18 has shortcut A, whose
     export once aborted or hung inside paddle.inference (oneDNN's constant pad of a 5-D tensor
@@ -60,7 +60,7 @@ def test_streaming_scores_equal_the_whole_video_path(fx, tmp_path):
     from dist_train.deploy.predict import InferenceModel, video_scores
     from dist_train.evaluation.video_level import softmax
 
-    big = str(tmp_path / "big.avi")  # 80x60: resized to 42x32 before cropping
+    big = str(tmp_path / "big.avi")  # 80x60: resized to 48x36 before cropping
     rng = np.random.default_rng(11)
     frames = cv2.resize(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), (80, 60))
     write_avi(big, [np.roll(frames, 3 * t, axis=1) for t in range(37)])
@@ -68,7 +68,7 @@ def test_streaming_scores_equal_the_whole_video_path(fx, tmp_path):
     for model_dir, crops in ((fx["export"], 1), (fx["export3"], 3)):
         model = InferenceModel(model_dir)
         for path in paths:
-            clips = load_video_clips(path, 16, 32, 32, 1, crops)
+            clips = load_video_clips(path, 16, CROP, SHORT_SIDE, 1, crops)
             for batch_size in (2, 8):
                 expected = softmax(model.logits(clips, batch_size)).mean(axis=0)
                 scores = video_scores(model, path, batch_size, timeline=True)
