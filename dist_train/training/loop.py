@@ -2,8 +2,6 @@
 checkpoints, stop together on preemption. ``dist_train/train.py`` is its command line."""
 from __future__ import annotations
 
-import collections
-import hashlib
 import json
 import os
 import random
@@ -27,12 +25,12 @@ from dist_train.data.loader import make_loader
 from dist_train.data.sampler import EvalBatchSampler, GlobalBatchSampler
 from dist_train.logs import get_logger, setup_logging
 from dist_train.training.metrics import MetricsLog, truncate_metrics
+from dist_train.training.sample_log import SAMPLE_LOG_ENV, SampleLog
 from dist_train.models import Preprocess, build_model, finetune
 from dist_train.rundir import atomic_write_text, prepare_run_dir
 from dist_train.models.from_config import EvalModel, network_options, normalization
 
 DEBUG_TRAIN_BATCHES, DEBUG_VAL_VIDEOS, DEBUG_MAX_EPOCHS = 3, 8, 2
-SAMPLE_LOG_ENV = "DIST_TRAIN_SAMPLE_LOG"
 
 
 def debug_config(cfg):
@@ -68,39 +66,6 @@ def prepare_run(cfg, accept_change: bool) -> None:
         raise ConfigError(error)
 
 
-class SampleLog:
-    """Per-rank jsonl of what each global step trained on (tests compare runs): the sampler's
-    keys and, from the batch the loader delivered, a hash of every clip and its label."""
-
-    def __init__(self, run_dir: str, rank: int, resumed_step: int):
-        self.path = os.path.join(run_dir, f"samples.rank{rank}.jsonl")
-        kept = ""
-        if os.path.exists(self.path):  # cut back to the checkpoint, as metrics.jsonl is
-            with open(self.path, encoding="utf-8") as f:
-                kept = "".join(line for line in f
-                               if line.strip() and json.loads(line)["global_step"] <= resumed_step)
-        atomic_write_text(self.path, kept)
-        self.file = open(self.path, "a", encoding="utf-8")
-        # (clip hashes, labels) of the batches handed out and not logged yet, oldest first (a
-        # device prefetcher takes one batch ahead of the step)
-        self.delivered = collections.deque()
-
-    def recording(self, loader):
-        """``loader`` (same batches, same attributes) noting each batch it hands out."""
-        return _RecordingLoader(loader, self)
-
-    def write(self, sampler, epoch: int, step: int, global_step: int) -> None:
-        keys = sampler.rank_slice(sampler.global_batch(step))
-        hashes, labels = self.delivered.popleft()
-        self.file.write(json.dumps({"global_step": global_step, "epoch": epoch, "step": step,
-                                    "indices": [int(i) for i in keys], "clips": hashes,
-                                    "labels": labels}) + "\n")
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
-
-
 DELETE_AFTER_CHECKS_ENV = "DIST_TRAIN_DELETE_AFTER_CHECKS"  # test hook: a file removed after them
 
 
@@ -126,24 +91,6 @@ def check_data(cfg) -> None:
     doomed = os.environ.get(DELETE_AFTER_CHECKS_ENV)
     if doomed and dist.is_main_process() and os.path.exists(doomed):
         os.remove(doomed)  # TEST HOOK: a frame that disappears after the checks
-
-
-class _RecordingLoader:
-    def __init__(self, loader, log: SampleLog):
-        self._loader, self._log = loader, log
-
-    def __getattr__(self, name):
-        return getattr(self._loader, name)
-
-    def __len__(self):
-        return len(self._loader)
-
-    def __iter__(self):
-        for batch in self._loader:
-            self._log.delivered.append(
-                ([hashlib.sha1(np.ascontiguousarray(c).tobytes()).hexdigest()[:16]
-                  for c in np.asarray(batch[0])], [int(v) for v in np.asarray(batch[1]).reshape(-1)]))
-            yield batch
 
 
 def build_loaders(cfg, rank: int, world: int, debug: bool, host_batches: bool = False):
